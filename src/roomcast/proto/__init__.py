@@ -1,0 +1,1 @@
+"""Sans-IO protocol state machines: time is an argument, outputs are polled."""

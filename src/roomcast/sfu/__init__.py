@@ -1,0 +1,1 @@
+"""Media routing: routers, transports, producers and consumers."""
