@@ -1,0 +1,235 @@
+"""REST admin API under ``/api/``.
+
+Authentication: ``Authorization: Bearer <token>`` whose grants include ``roomAdmin`` (limited to the
+token's room when it names one), or ``Authorization: Basic base64(api_key:api_secret)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from roomcast.app.config import Config
+from roomcast.signaling.rooms import Room, RoomError, RoomManager
+from roomcast.signaling.session import participant_info
+from roomcast.signaling.tokens import Grants, TokenError, mint, parse_duration, validate_identity, validate_room, verify
+
+_STATUS = {
+    "room_not_found": 404,
+    "participant_not_found": 404,
+    "room_exists": 409,
+    "too_many_rooms": 429,
+    "invalid_room": 400,
+}
+
+
+class CreateRoom(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    max_participants: int | None = None
+
+
+class MintToken(msgspec.Struct, forbid_unknown_fields=True):
+    room: str
+    identity: str
+    name: str | None = None
+    ttl: str = "6h"
+    can_publish: bool = True
+    can_subscribe: bool = True
+    can_publish_data: bool = True
+    room_admin: bool = False
+    hidden: bool = False
+    metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the key pair (any room) or an admin token (``room`` empty = any room)."""
+
+    room: str
+
+    def may(self, room: str) -> bool:
+        return not self.room or self.room == room
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def room_json(room: Room) -> dict[str, Any]:
+    return {
+        "name": room.name,
+        "sid": room.sid,
+        "created_at": room.created_at,
+        "max_participants": room.max_participants,
+        "num_participants": len(room.participants),
+        "mode": room.mode,
+    }
+
+
+Handler = Callable[[Request, Caller], Awaitable[Response]]
+
+
+class AdminApi:
+    def __init__(self, config: Config, manager: RoomManager, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.manager = manager
+        self.clock = clock
+
+    def routes(self) -> list[Route]:
+        a = self._authed
+        return [
+            Route("/api/rooms", a(self.list_rooms), methods=["GET"]),
+            Route("/api/rooms", a(self.create_room), methods=["POST"]),
+            Route("/api/rooms/{room}", a(self.get_room), methods=["GET"]),
+            Route("/api/rooms/{room}", a(self.delete_room), methods=["DELETE"]),
+            Route("/api/rooms/{room}/participants", a(self.list_participants), methods=["GET"]),
+            Route("/api/rooms/{room}/participants/{identity}", a(self.remove_participant), methods=["DELETE"]),
+            Route("/api/tokens", a(self.mint_token), methods=["POST"]),
+            Route("/api/dev-token", self.dev_token, methods=["GET"]),
+        ]
+
+    # ------------------------------------------------------------------ auth
+
+    def authenticate(self, request: Request) -> Caller | JSONResponse:
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            try:
+                key, _, secret = base64.b64decode(credentials, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return error(401, "invalid_credentials", "malformed Basic credentials")
+            expected = self.config.keys.get(key)
+            if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
+                return error(401, "invalid_credentials", "unknown API key or wrong secret")
+            return Caller(room="")
+        if scheme == "bearer":
+            try:
+                token = verify(credentials.strip(), self.config.keys, now=self.clock())
+            except TokenError as exc:
+                return error(401, exc.code, exc.message)
+            if not token.grants.room_admin:
+                return error(403, "permission_denied", "token lacks the roomAdmin grant")
+            return Caller(room=token.grants.room)
+        return error(401, "missing_credentials", "use Authorization: Bearer <admin token> or Basic key:secret")
+
+    def _authed(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            caller = self.authenticate(request)
+            if isinstance(caller, JSONResponse):
+                return caller
+            room = request.path_params.get("room")
+            if room is not None and not caller.may(room):
+                return error(403, "permission_denied", f"token is an admin of {caller.room!r} only")
+            try:
+                return await handler(request, caller)
+            except RoomError as exc:
+                return error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+
+        return endpoint
+
+    async def _body(self, request: Request, kind: type[Any]) -> Any:
+        body = await request.body()
+        if len(body) > 16 * 1024:
+            raise RoomError("invalid_request", "request body too large")
+        try:
+            return msgspec.json.decode(body, type=kind)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise RoomError("invalid_request", f"invalid request body: {exc}") from None
+
+    def _room(self, name: str) -> Room:
+        room = self.manager.rooms.get(name)
+        if room is None:
+            raise RoomError("room_not_found", f"room {name!r} does not exist")
+        return room
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def list_rooms(self, request: Request, caller: Caller) -> Response:
+        rooms = [room_json(r) for r in self.manager.rooms.values() if caller.may(r.name)]
+        return JSONResponse({"rooms": rooms})
+
+    async def create_room(self, request: Request, caller: Caller) -> Response:
+        body: CreateRoom = await self._body(request, CreateRoom)
+        if not caller.may(body.name):
+            return error(403, "permission_denied", f"token is an admin of {caller.room!r} only")
+        room = self.manager.create_room(body.name, self.clock(), max_participants=body.max_participants)
+        return JSONResponse(room_json(room), status_code=201)
+
+    async def get_room(self, request: Request, caller: Caller) -> Response:
+        return JSONResponse(room_json(self._room(request.path_params["room"])))
+
+    async def delete_room(self, request: Request, caller: Caller) -> Response:
+        self.manager.delete_room(request.path_params["room"])
+        return Response(status_code=204)
+
+    async def list_participants(self, request: Request, caller: Caller) -> Response:
+        room = self._room(request.path_params["room"])
+        people = [msgspec.to_builtins(participant_info(p)) for p in room.participants.values()]
+        return JSONResponse({"participants": people})
+
+    async def remove_participant(self, request: Request, caller: Caller) -> Response:
+        room = self._room(request.path_params["room"])
+        identity = request.path_params["identity"]
+        participant = room.participants.get(identity)
+        expires = None
+        if participant is not None:
+            expires = self.clock() + 7 * 86400  # revocation outlives any sane token TTL
+        self.manager.remove_participant(room.name, identity, expires)
+        return Response(status_code=204)
+
+    async def mint_token(self, request: Request, caller: Caller) -> Response:
+        body: MintToken = await self._body(request, MintToken)
+        if not caller.may(body.room):
+            return error(403, "permission_denied", f"token is an admin of {caller.room!r} only")
+        return self._mint(body)
+
+    async def dev_token(self, request: Request) -> Response:
+        """Tokens for the demo pages, only while the public dev key pair is in use."""
+        if not self.config.dev_mode:
+            return error(404, "dev_mode_off", "dev tokens exist only with the built-in dev credentials")
+        q = request.query_params
+        try:
+            validate_room(q.get("room", ""))
+        except ValueError as exc:
+            return error(400, "invalid_room", str(exc))
+        try:
+            body = MintToken(room=q.get("room", ""), identity=q.get("identity", ""), name=q.get("name") or None)
+            return self._mint(body)
+        except RoomError as exc:
+            return error(400, exc.code, exc.message)
+
+    def _mint(self, body: MintToken) -> Response:
+        try:
+            ttl = parse_duration(body.ttl)
+            validate_identity(body.identity)
+            grants = Grants(
+                room=body.room,
+                can_publish=body.can_publish,
+                can_subscribe=body.can_subscribe,
+                can_publish_data=body.can_publish_data,
+                room_admin=body.room_admin,
+                hidden=body.hidden,
+            )
+            token = mint(
+                self.config.api_key,
+                self.config.api_secret,
+                identity=body.identity,
+                grants=grants,
+                now=self.clock(),
+                ttl=ttl,
+                name=body.name,
+                metadata=body.metadata,
+            )
+        except ValueError as exc:
+            raise RoomError("invalid_request", str(exc)) from None
+        return JSONResponse({"token": token, "identity": body.identity, "room": body.room})

@@ -1,0 +1,87 @@
+"""The composition root of the HTTP side: pages, JS SDK, admin API, metrics and ``WS /rtc``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from roomcast import __version__
+from roomcast.app.admin_api import AdminApi
+from roomcast.app.config import Config
+from roomcast.signaling.rooms import RoomManager
+from roomcast.signaling.session import SessionLimits, SignalingSession
+
+WEB_DIR = Path(str(resources.files("roomcast") / "web"))
+PAGES = {"/": "index.html", "/call": "call.html", "/chat": "chat.html"}
+
+
+class Metrics:
+    """Prometheus metrics of one server instance (own registry, so tests can run several apps)."""
+
+    def __init__(self, manager: RoomManager) -> None:
+        self.registry = CollectorRegistry()
+        rooms = Gauge("roomcast_rooms", "Rooms open on this node", registry=self.registry)
+        rooms.set_function(lambda: len(manager.rooms))
+        participants = Gauge("roomcast_participants", "Participants connected to this node", registry=self.registry)
+        participants.set_function(lambda: sum(len(r.participants) for r in manager.rooms.values()))
+        self.signaling = Counter(
+            "roomcast_signaling_events",
+            "Signaling events by kind (joined, token_refused, schema_error, rate_limited, ...)",
+            ["event"],
+            registry=self.registry,
+        )
+
+    def count(self, event: str) -> None:
+        self.signaling.labels(event).inc()
+
+
+def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Starlette:
+    manager = RoomManager(
+        max_rooms=config.max_rooms,
+        default_max_participants=config.max_participants,
+        auto_create=config.auto_create_rooms,
+    )
+    metrics = Metrics(manager)
+    admin = AdminApi(config, manager, clock)
+    limits = SessionLimits(join_timeout=config.join_timeout, messages_per_second=config.messages_per_second)
+
+    async def rtc(ws: WebSocket) -> None:
+        session = SignalingSession(ws, manager, config.keys, clock=clock, limits=limits, on_event=metrics.count)
+        await session.run()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__, "rooms": len(manager.rooms)})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def page(filename: str) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            return FileResponse(WEB_DIR / filename, headers={"Cache-Control": "no-cache"})
+
+        return endpoint
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/metrics", prometheus),
+        WebSocketRoute("/rtc", rtc),
+        Route("/sdk/roomcast.js", page("roomcast.js")),
+        Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
+        *admin.routes(),
+        *(Route(path, page(filename)) for path, filename in PAGES.items()),
+    ]
+    app = Starlette(routes=routes)
+    app.state.manager = manager
+    app.state.config = config
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,163 @@
+"""The ``roomcast`` command line: one entry point, one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from roomcast import __version__
+from roomcast.app.config import Config, ConfigError, load
+from roomcast.signaling.tokens import Grants, mint, parse_duration, validate_identity, validate_room
+
+WS_MAX_FRAME = 1024 * 1024  # frames above the 64 KiB message cap still get a typed error, then 1009
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the server (embedded defaults: one node, in-memory rooms)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP/WebSocket port (default 7880)")
+    p.add_argument("--config", help="TOML config file (also ROOMCAST_CONFIG)")
+    p.add_argument("--max-rooms", type=int, dest="max_rooms")
+    p.add_argument("--max-participants", type=int, dest="max_participants", help="default per-room limit")
+    p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+
+
+def _token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("token", help="print an access token (JWT) for a participant")
+    p.add_argument("--room", required=True)
+    p.add_argument("--identity", required=True)
+    p.add_argument("--name")
+    p.add_argument("--metadata")
+    p.add_argument("--ttl", default="6h", help="lifetime, e.g. 90s, 15m, 6h, 2d (default 6h)")
+    p.add_argument("--can-publish", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--can-subscribe", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--can-publish-data", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--room-admin", action="store_true", default=False)
+    p.add_argument("--hidden", action="store_true", default=False)
+    p.add_argument("--config", help="TOML config file holding api_key/api_secret")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roomcast", description="Roomcast real-time audio/video/data server")
+    parser.add_argument("--version", action="version", version=f"roomcast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _token_parser(sub)
+    return parser
+
+
+def _dev_warning(config: Config) -> None:
+    if config.dev_mode:
+        print(
+            "WARNING: no ROOMCAST_API_KEY/ROOMCAST_API_SECRET set; using the public dev credentials\n"
+            f"         API key: {config.api_key}   API secret: {config.api_secret}\n"
+            "         Anyone can mint tokens for this server. Never expose it like this.",
+            file=sys.stderr,
+        )
+
+
+class _RedactTokens(logging.Filter):
+    """Access tokens travel in the ``/rtc`` query string; keep them out of the logs."""
+
+    _pattern = re.compile(r"(access_token=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(self._pattern.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from roomcast.app.asgi import create_app
+
+    class Server(uvicorn.Server):
+        """Exit 0 after a graceful SIGINT/SIGTERM shutdown instead of re-raising the signal."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+    config = load(
+        {
+            "host": args.host,
+            "port": args.port,
+            "max_rooms": args.max_rooms,
+            "max_participants": args.max_participants,
+            "log_level": args.log_level,
+        },
+        config_file=args.config,
+    )
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _dev_warning(config)
+    app = create_app(config)
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(_RedactTokens())
+    server = Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            ws_max_size=WS_MAX_FRAME,
+            ws_ping_interval=20,
+            ws_ping_timeout=20,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    print(f"roomcast {__version__} listening on http://{config.host}:{config.port}/", file=sys.stderr, flush=True)
+    server.run()
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    config = load(config_file=args.config)
+    _dev_warning(config)
+    validate_room(args.room)
+    validate_identity(args.identity)
+    grants = Grants(
+        room=args.room,
+        can_publish=args.can_publish,
+        can_subscribe=args.can_subscribe,
+        can_publish_data=args.can_publish_data,
+        room_admin=args.room_admin,
+        hidden=args.hidden,
+    )
+    print(
+        mint(
+            config.api_key,
+            config.api_secret,
+            identity=args.identity,
+            grants=grants,
+            now=time.time(),
+            ttl=parse_duration(args.ttl),
+            name=args.name,
+            metadata=args.metadata,
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        return token(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"roomcast: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Server configuration: flags over ``ROOMCAST_*`` environment variables over a TOML file over defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEV_API_KEY = "devkey"
+DEV_API_SECRET = "devsecret"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 7880
+    api_key: str = ""
+    api_secret: str = ""
+    max_rooms: int = 1000
+    max_participants: int = 50
+    auto_create_rooms: bool = True
+    join_timeout: float = 10.0
+    messages_per_second: float = 50.0
+    log_level: str = "info"
+    dev_mode: bool = field(default=False)
+
+    @property
+    def keys(self) -> dict[str, str]:
+        return {self.api_key: self.api_secret}
+
+
+_ENV_PREFIX = "ROOMCAST_"
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    try:
+        if kind in ("bool", bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if kind in ("int", int):
+            return int(value)
+        if kind in ("float", float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid value {value!r} for {name}") from None
+
+
+def load(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Config:
+    """Build the configuration; secrets never come from flags (they would show in ``ps``)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    types = {f.name: f.type for f in fields(Config)}
+    path = config_file or env.get(_ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in types or name == "dev_mode":
+                raise ConfigError(f"unknown setting {key!r} in {path}")
+            values[name] = _coerce(name, value, types[name])
+    for name, kind in types.items():
+        raw = env.get(_ENV_PREFIX + name.upper())
+        if raw is not None and name != "dev_mode":
+            values[name] = _coerce(name, raw, kind)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value, types[name])
+    config = Config(**values)
+    if not config.api_key and not config.api_secret:
+        config = replace(config, api_key=DEV_API_KEY, api_secret=DEV_API_SECRET, dev_mode=True)
+    elif not config.api_key or not config.api_secret:
+        raise ConfigError("set both ROOMCAST_API_KEY and ROOMCAST_API_SECRET, or neither for dev mode")
+    if not (0 <= config.port <= 65535):
+        raise ConfigError(f"port {config.port} out of range")
+    if config.max_participants < 1 or config.max_rooms < 1:
+        raise ConfigError("max_participants and max_rooms must be at least 1")
+    return config

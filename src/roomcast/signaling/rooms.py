@@ -1,0 +1,275 @@
+"""The room model: rooms, participants and their permissions, independent of any wire protocol.
+
+Adapters (the JSON WebSocket protocol today, WHIP/WHEP or another SFU's protocol later) attach a
+:class:`ParticipantSink` per participant and call the manager; the manager decides and delivers
+:class:`RoomEvent`s back through the sinks. Everything here runs on one event loop thread and never
+blocks: sinks must queue, not wait.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from roomcast.signaling.tokens import AccessToken, Grants, validate_room
+
+DEFAULT_MAX_PARTICIPANTS = 50
+DEFAULT_MAX_ROOMS = 1000
+
+
+class RoomError(Exception):
+    """A refused room operation; ``code`` is stable and sent to clients."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantJoinedEvent:
+    participant: Participant
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLeftEvent:
+    identity: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignalEvent:
+    """A negotiation message relayed between two participants of a peer-to-peer room."""
+
+    kind: Literal["offer", "answer", "ice_candidate"]
+    sender: str
+    sdp: str | None = None
+    candidate: str | None = None
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataEvent:
+    sender: str
+    payload: str
+    topic: str | None
+    binary: bool
+    ts: float
+
+
+RoomEvent = ParticipantJoinedEvent | ParticipantLeftEvent | SignalEvent | DataEvent
+
+
+class ParticipantSink(Protocol):
+    """Where the room delivers a participant's events. Must not block."""
+
+    def deliver(self, event: RoomEvent) -> None: ...
+
+    def close(self, code: str, reason: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(eq=False, slots=True)
+class Participant:
+    identity: str
+    name: str
+    sid: str
+    joined_at: float
+    grants: Grants
+    token_id: str
+    sink: ParticipantSink
+    metadata: str | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Room:
+    name: str
+    sid: str
+    created_at: float
+    max_participants: int
+    auto_created: bool
+    mode: Literal["p2p", "sfu"] = "p2p"
+    participants: dict[str, Participant] = field(default_factory=dict)
+
+    def visible(self) -> Iterator[Participant]:
+        return (p for p in self.participants.values() if not p.grants.hidden)
+
+    def others(self, identity: str) -> Iterator[Participant]:
+        return (p for p in self.participants.values() if p.identity != identity)
+
+
+class RoomManager:
+    """All rooms of this node, in memory."""
+
+    def __init__(
+        self,
+        *,
+        max_rooms: int = DEFAULT_MAX_ROOMS,
+        default_max_participants: int = DEFAULT_MAX_PARTICIPANTS,
+        auto_create: bool = True,
+    ) -> None:
+        self.rooms: dict[str, Room] = {}
+        self.max_rooms = max_rooms
+        self.default_max_participants = default_max_participants
+        self.auto_create = auto_create
+        self._revoked: dict[str, float] = {}  # token id -> expiry: replay after a kick is refused
+
+    # ------------------------------------------------------------------ rooms
+
+    def create_room(
+        self, name: str, now: float, *, max_participants: int | None = None, auto: bool = False
+    ) -> Room:
+        try:
+            validate_room(name)
+        except ValueError as exc:
+            raise RoomError("invalid_room", str(exc)) from None
+        if name in self.rooms:
+            raise RoomError("room_exists", f"room {name!r} already exists")
+        if len(self.rooms) >= self.max_rooms:
+            raise RoomError("too_many_rooms", f"server limit of {self.max_rooms} rooms reached")
+        limit = self.default_max_participants if max_participants is None else max_participants
+        if limit < 1:
+            raise RoomError("invalid_room", "max_participants must be at least 1")
+        room = Room(name, "RM_" + secrets.token_hex(6), now, limit, auto)
+        self.rooms[name] = room
+        return room
+
+    def delete_room(self, name: str, reason: str = "room_deleted") -> None:
+        room = self.rooms.pop(name, None)
+        if room is None:
+            raise RoomError("room_not_found", f"room {name!r} does not exist")
+        for participant in list(room.participants.values()):
+            participant.sink.close(reason, f"room {name!r} was deleted")
+        room.participants.clear()
+
+    # ------------------------------------------------------------------ participants
+
+    def join(self, token: AccessToken, sink: ParticipantSink, now: float) -> tuple[Room, Participant]:
+        room_name = token.grants.room
+        if not room_name:
+            raise RoomError("missing_grant", "token has no room grant")
+        self._forget_expired(now)
+        if token.token_id and token.token_id in self._revoked:
+            raise RoomError("token_revoked", "this token was revoked when its participant was removed")
+        room = self.rooms.get(room_name)
+        if room is None:
+            if not self.auto_create:
+                raise RoomError("room_not_found", f"room {room_name!r} does not exist")
+            room = self.create_room(room_name, now, auto=True)
+        previous = room.participants.get(token.identity)
+        if previous is None and len(room.participants) >= room.max_participants:
+            self._drop_if_empty(room)
+            raise RoomError("room_full", f"room {room_name!r} is full ({room.max_participants} participants)")
+        if previous is not None:
+            # Same identity joining again (new tab, reconnect): the newest session wins.
+            del room.participants[token.identity]
+            previous.sink.close("duplicate_identity", "the same identity joined from another session")
+            self._broadcast(room, ParticipantLeftEvent(previous.identity, "replaced"), previous)
+        participant = Participant(
+            identity=token.identity,
+            name=token.name,
+            sid="PA_" + secrets.token_hex(6),
+            joined_at=now,
+            grants=token.grants,
+            token_id=token.token_id,
+            sink=sink,
+            metadata=token.metadata,
+        )
+        room.participants[participant.identity] = participant
+        self._broadcast(room, ParticipantJoinedEvent(participant), participant)
+        return room, participant
+
+    def leave(self, room: Room, participant: Participant, reason: str = "left") -> None:
+        """Remove ``participant`` if it is still the current session of its identity."""
+        if room.participants.get(participant.identity) is not participant:
+            return
+        del room.participants[participant.identity]
+        self._broadcast(room, ParticipantLeftEvent(participant.identity, reason), participant)
+        self._drop_if_empty(room)
+
+    def remove_participant(self, room_name: str, identity: str, expires_at: float | None = None) -> None:
+        """Kick a participant (admin); its token cannot be used again."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            raise RoomError("room_not_found", f"room {room_name!r} does not exist")
+        participant = room.participants.get(identity)
+        if participant is None:
+            raise RoomError("participant_not_found", f"{identity!r} is not in room {room_name!r}")
+        if participant.token_id:
+            self._revoked[participant.token_id] = expires_at if expires_at is not None else float("inf")
+        participant.sink.close("removed", "removed from the room by an administrator")
+        self.leave(room, participant, "removed")
+
+    def is_current(self, room: Room, participant: Participant) -> bool:
+        return self.rooms.get(room.name) is room and room.participants.get(participant.identity) is participant
+
+    # ------------------------------------------------------------------ messages
+
+    def relay_signal(self, room: Room, sender: Participant, target: str | None, event: SignalEvent) -> None:
+        """Peer-to-peer negotiation: deliver to ``target``, or to the only other participant."""
+        receiver = self._target(room, sender, target)
+        receiver.sink.deliver(event)
+
+    def send_data(self, room: Room, sender: Participant, to: list[str] | None, event: DataEvent) -> int:
+        """Deliver a data message; returns how many participants it reached."""
+        if not sender.grants.can_publish_data:
+            raise RoomError("permission_denied", "token lacks the canPublishData grant")
+        receivers = [p for p in room.others(sender.identity) if p.grants.can_subscribe]
+        if to is not None:
+            wanted = set(to)
+            receivers = [p for p in receivers if p.identity in wanted]
+        for receiver in receivers:
+            receiver.sink.deliver(event)
+        return len(receivers)
+
+    # ------------------------------------------------------------------ internals
+
+    def _target(self, room: Room, sender: Participant, target: str | None) -> Participant:
+        if target is None:
+            others = list(room.others(sender.identity))
+            if len(others) != 1:
+                raise RoomError("target_required", "field 'to' is required when the room has more than 2 participants")
+            return others[0]
+        receiver = room.participants.get(target)
+        if receiver is None or receiver is sender:
+            raise RoomError("unknown_participant", f"no participant {target[:128]!r} in this room")
+        return receiver
+
+    def _broadcast(self, room: Room, event: RoomEvent, about: Participant) -> None:
+        if about.grants.hidden:
+            return
+        for other in room.others(about.identity):
+            other.sink.deliver(event)
+
+    def _drop_if_empty(self, room: Room) -> None:
+        if room.auto_created and not room.participants and self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+
+    def _forget_expired(self, now: float) -> None:
+        if len(self._revoked) > 64:
+            for token_id, expiry in list(self._revoked.items()):
+                if expiry < now:
+                    del self._revoked[token_id]
+
+
+__all__ = [
+    "DataEvent",
+    "Grants",
+    "Participant",
+    "ParticipantJoinedEvent",
+    "ParticipantLeftEvent",
+    "ParticipantSink",
+    "Room",
+    "RoomError",
+    "RoomEvent",
+    "RoomManager",
+    "SignalEvent",
+]

@@ -1,0 +1,328 @@
+"""The JSON WebSocket adapter (``WS /rtc``): one :class:`SignalingSession` per socket.
+
+It authenticates the token, turns client messages into room-manager calls and room events into server
+messages. Every refusal is a typed ``error`` message; the socket is closed only where it must be
+(1008 policy, 1009 too big). Outgoing messages go through a bounded queue so a slow client is dropped
+instead of slowing its room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from roomcast.signaling import messages as m
+from roomcast.signaling.rooms import (
+    DataEvent,
+    Participant,
+    ParticipantJoinedEvent,
+    ParticipantLeftEvent,
+    Room,
+    RoomError,
+    RoomEvent,
+    RoomManager,
+    SignalEvent,
+)
+from roomcast.signaling.tokens import AccessToken, TokenError, verify
+
+log = logging.getLogger("roomcast.signaling")
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    join_timeout: float = 10.0
+    messages_per_second: float = 50.0
+    burst: float = 100.0
+    max_rate_violations: int = 50
+    outbox_size: int = 512
+
+
+class _Outbox:
+    """Bounded per-socket queue of encoded messages; overflowing it closes the session."""
+
+    def __init__(self, size: int) -> None:
+        self.items: deque[str] = deque()
+        self.size = size
+        self.wakeup = asyncio.Event()
+        self.close_with: tuple[int, str] | None = None
+
+    def push(self, text: str) -> None:
+        if self.close_with is not None:
+            return
+        if len(self.items) >= self.size:
+            self.items.clear()
+            self.close(CLOSE_POLICY, "slow_consumer")
+            return
+        self.items.append(text)
+        self.wakeup.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_with is None:
+            self.close_with = (code, reason)
+        self.wakeup.set()
+
+
+def participant_info(p: Participant) -> m.ParticipantInfo:
+    return m.ParticipantInfo(
+        identity=p.identity,
+        name=p.name,
+        sid=p.sid,
+        joined_at=p.joined_at,
+        metadata=p.metadata,
+        can_publish=p.grants.can_publish,
+    )
+
+
+def event_message(event: RoomEvent) -> m.Message:
+    """Map a protocol-independent room event onto the JSON schema."""
+    if isinstance(event, ParticipantJoinedEvent):
+        return m.ParticipantJoined(participant=participant_info(event.participant))
+    if isinstance(event, ParticipantLeftEvent):
+        return m.ParticipantLeft(identity=event.identity, reason=event.reason)
+    if isinstance(event, DataEvent):
+        return m.DataReceived(
+            payload=event.payload, sender=event.sender, topic=event.topic, binary=event.binary, ts=event.ts
+        )
+    if event.kind == "offer":
+        return m.RelayedOffer(sdp=event.sdp or "", sender=event.sender)
+    if event.kind == "answer":
+        return m.RelayedAnswer(sdp=event.sdp or "", sender=event.sender)
+    return m.RelayedIceCandidate(
+        candidate=event.candidate,
+        sdp_mid=event.sdp_mid,
+        sdp_mline_index=event.sdp_mline_index,
+        sender=event.sender,
+    )
+
+
+class _Sink:
+    """The room's view of this socket."""
+
+    def __init__(self, outbox: _Outbox) -> None:
+        self.outbox = outbox
+
+    def deliver(self, event: RoomEvent) -> None:
+        self.outbox.push(m.encode_text(event_message(event)))
+
+    def close(self, code: str, reason: str) -> None:
+        self.outbox.push(m.encode_text(m.Error(code=code, message=reason, fatal=True)))
+        self.outbox.close(CLOSE_NORMAL, code)
+
+
+class SignalingSession:
+    def __init__(
+        self,
+        ws: WebSocket,
+        manager: RoomManager,
+        keys: Mapping[str, str],
+        *,
+        clock: Callable[[], float],
+        limits: SessionLimits | None = None,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.manager = manager
+        self.keys = keys
+        self.clock = clock
+        self.limits = limits or SessionLimits()
+        self.outbox = _Outbox(self.limits.outbox_size)
+        self.sink = _Sink(self.outbox)
+        self.token: AccessToken | None = None
+        self.room: Room | None = None
+        self.participant: Participant | None = None
+        self._tokens = self.limits.burst
+        self._last_refill = 0.0
+        self._violations = 0
+        self._count = on_event or (lambda _name: None)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        writer = asyncio.create_task(self._write_loop())
+        try:
+            raw_token = self.ws.query_params.get("access_token", "")
+            try:
+                self.token = verify(raw_token, self.keys, now=self.clock())
+            except TokenError as exc:
+                self._count("token_refused")
+                self._fatal(exc.code, exc.message, CLOSE_POLICY)
+            else:
+                await self._read_loop()
+        finally:
+            self._leave("disconnected")
+            self.outbox.close(CLOSE_NORMAL, "bye")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, timeout=5)
+            if not writer.done():
+                writer.cancel()
+
+    async def _read_loop(self) -> None:
+        deadline = self.clock() + self.limits.join_timeout
+        while self.outbox.close_with is None:
+            timeout = None if self.participant else max(0.0, deadline - self.clock())
+            try:
+                frame = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
+            except TimeoutError:
+                self._fatal("join_timeout", "no join message within the handshake timeout", CLOSE_POLICY)
+                return
+            except WebSocketDisconnect:
+                return
+            if frame["type"] == "websocket.disconnect":
+                return
+            text = frame.get("text")
+            if text is None:
+                self._error("invalid_message", "binary frames are not part of the protocol")
+                continue
+            self._handle_text(text)
+
+    async def _write_loop(self) -> None:
+        outbox = self.outbox
+        try:
+            while True:
+                await outbox.wakeup.wait()
+                outbox.wakeup.clear()
+                while outbox.items:
+                    await self.ws.send_text(outbox.items.popleft())
+                if outbox.close_with is not None:
+                    code, reason = outbox.close_with
+                    if self.ws.application_state == WebSocketState.CONNECTED:
+                        await self.ws.close(code, reason)
+                    return
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            outbox.close(CLOSE_NORMAL, "gone")
+
+    # ------------------------------------------------------------------ messages
+
+    def _handle_text(self, text: str) -> None:
+        if not self._take_token():
+            return
+        try:
+            message = m.decode_client(text)
+        except m.SchemaError as exc:
+            self._count("schema_error")
+            if exc.code == "message_too_large":
+                self._fatal(exc.code, exc.message, CLOSE_TOO_BIG)
+            elif exc.code == "too_deep":
+                self._fatal(exc.code, exc.message, CLOSE_POLICY)
+            else:
+                self._error(exc.code, exc.message)
+            return
+        try:
+            self._dispatch(message)
+        except RoomError as exc:
+            self._count("room_error")
+            self._error(exc.code, exc.message)
+
+    def _dispatch(self, message: m.ClientMessage) -> None:
+        now = self.clock()
+        if isinstance(message, m.Ping):
+            self._send(m.Pong(ts=message.ts, server_ts=now))
+            return
+        token = self.token
+        assert token is not None
+        if now > token.expires_at:
+            self._fatal("token_expired", "access token expired; reconnect with a new token", CLOSE_POLICY)
+            return
+        if isinstance(message, m.Join):
+            self._join(token, message, now)
+            return
+        room, participant = self.room, self.participant
+        if room is None or participant is None:
+            raise RoomError("not_joined", "send 'join' first")
+        if not self.manager.is_current(room, participant):
+            self._fatal("not_in_room", "no longer a participant of this room", CLOSE_POLICY)
+            return
+        if isinstance(message, m.Leave):
+            self._leave("left")
+            self.outbox.close(CLOSE_NORMAL, "left")
+        elif isinstance(message, m.Offer | m.Answer):
+            if not participant.grants.can_publish and "\na=msid:" in message.sdp:
+                raise RoomError("permission_denied", "token lacks the canPublish grant: SDP may not send tracks")
+            kind: Literal["offer", "answer"] = "offer" if isinstance(message, m.Offer) else "answer"
+            signal = SignalEvent(kind, participant.identity, sdp=message.sdp)
+            self.manager.relay_signal(room, participant, message.to, signal)
+        elif isinstance(message, m.IceCandidate):
+            signal = SignalEvent(
+                "ice_candidate",
+                participant.identity,
+                candidate=message.candidate,
+                sdp_mid=message.sdp_mid,
+                sdp_mline_index=message.sdp_mline_index,
+            )
+            self.manager.relay_signal(room, participant, message.to, signal)
+        elif isinstance(message, m.SendData):
+            data = DataEvent(participant.identity, message.payload, message.topic, message.binary, now)
+            self.manager.send_data(room, participant, message.to, data)
+
+    def _join(self, token: AccessToken, message: m.Join, now: float) -> None:
+        if self.participant is not None:
+            raise RoomError("already_joined", "this socket already joined a room")
+        if message.room is not None and message.room != token.grants.room:
+            self._count("join_refused")
+            self._fatal("wrong_room", f"token is for room {token.grants.room!r}, not {message.room[:128]!r}", CLOSE_POLICY)
+            return
+        try:
+            room, participant = self.manager.join(token, self.sink, now)
+        except RoomError as exc:
+            self._count("join_refused")
+            self._fatal(exc.code, exc.message, CLOSE_POLICY)
+            return
+        if message.metadata is not None:
+            participant.metadata = message.metadata[:4096]
+        self.room, self.participant = room, participant
+        others = [participant_info(p) for p in room.visible() if p is not participant]
+        self._send(
+            m.Joined(
+                room=room.name,
+                sid=room.sid,
+                participant=participant_info(participant),
+                participants=others,
+                mode=room.mode,
+            )
+        )
+        self._count("joined")
+
+    def _leave(self, reason: str) -> None:
+        if self.room is not None and self.participant is not None:
+            self.manager.leave(self.room, self.participant, reason)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _take_token(self) -> bool:
+        """Token bucket: refuse messages above the per-socket rate; close on sustained abuse."""
+        now = self.clock()
+        limits = self.limits
+        self._tokens = min(limits.burst, self._tokens + (now - self._last_refill) * limits.messages_per_second)
+        self._last_refill = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self._violations += 1
+        self._count("rate_limited")
+        if self._violations >= limits.max_rate_violations:
+            self._fatal("rate_limited", "too many messages; closing", CLOSE_POLICY)
+        elif self._violations == 1 or self._violations % 10 == 0:
+            self._error("rate_limited", f"over {limits.messages_per_second:g} messages/s; message dropped")
+        return False
+
+    def _send(self, message: m.Message) -> None:
+        self.outbox.push(m.encode_text(message))
+
+    def _error(self, code: str, message: str) -> None:
+        self._send(m.Error(code=code, message=message))
+
+    def _fatal(self, code: str, message: str, close_code: int) -> None:
+        self._send(m.Error(code=code, message=message, fatal=True))
+        self.outbox.close(close_code, code)

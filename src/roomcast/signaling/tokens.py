@@ -1,0 +1,196 @@
+"""Access tokens: HS256 JWTs carrying the grants a participant holds.
+
+Claims: ``iss`` (API key that signed it), ``sub`` (identity), ``exp`` (required), ``nbf``, ``jti``,
+``name``, ``metadata`` and ``grants`` (room, canPublish, canSubscribe, canPublishData, roomAdmin, hidden).
+Only HS256 is accepted, so ``alg: none`` and algorithm-confusion tokens are refused by construction.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from jwt.warnings import InsecureKeyLengthWarning
+
+# The dev pair (devkey/devsecret) is short by design and announced loudly at start; production secrets are
+# checked for length in the configuration instead of warning on every token.
+warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+
+DEFAULT_TTL = 6 * 3600.0
+_IDENTITY = re.compile(r"^[A-Za-z0-9_.@:+\-]{1,128}$")
+_ROOM = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+class TokenError(ValueError):
+    """A refused token; ``code`` is the reason sent to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """What the bearer may do. ``room`` empty means "any room" (only meaningful for admins)."""
+
+    room: str = ""
+    can_publish: bool = True
+    can_subscribe: bool = True
+    can_publish_data: bool = True
+    room_admin: bool = False
+    hidden: bool = False
+
+    def to_claims(self) -> dict[str, Any]:
+        return {
+            "room": self.room,
+            "canPublish": self.can_publish,
+            "canSubscribe": self.can_subscribe,
+            "canPublishData": self.can_publish_data,
+            "roomAdmin": self.room_admin,
+            "hidden": self.hidden,
+        }
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> Grants:
+        def flag(key: str, default: bool) -> bool:
+            value = claims.get(key, default)
+            if not isinstance(value, bool):
+                raise TokenError("invalid_token", f"grant {key!r} must be a boolean")
+            return value
+
+        room = claims.get("room", "")
+        if not isinstance(room, str):
+            raise TokenError("invalid_token", "grant 'room' must be a string")
+        return cls(
+            room=room,
+            can_publish=flag("canPublish", True),
+            can_subscribe=flag("canSubscribe", True),
+            can_publish_data=flag("canPublishData", True),
+            room_admin=flag("roomAdmin", False),
+            hidden=flag("hidden", False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A verified token."""
+
+    api_key: str
+    identity: str
+    name: str
+    grants: Grants
+    expires_at: float
+    token_id: str
+    metadata: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``6h``, ``2d`` → seconds."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 90s, 15m, 6h, 2d")
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+def validate_identity(identity: str) -> str:
+    if not _IDENTITY.match(identity):
+        raise ValueError("identity must be 1-128 characters of letters, digits and _ . @ : + -")
+    return identity
+
+
+def validate_room(room: str) -> str:
+    if not _ROOM.match(room):
+        raise ValueError("room name must be 1-128 characters of letters, digits and _ . -")
+    return room
+
+
+def mint(
+    api_key: str,
+    api_secret: str,
+    *,
+    identity: str,
+    grants: Grants,
+    now: float,
+    ttl: float = DEFAULT_TTL,
+    name: str | None = None,
+    metadata: str | None = None,
+) -> str:
+    """Sign a token. ``now`` is an argument so tests can mint already-expired tokens."""
+    validate_identity(identity)
+    if grants.room:
+        validate_room(grants.room)
+    claims: dict[str, Any] = {
+        "iss": api_key,
+        "sub": identity,
+        "nbf": int(now) - 10,
+        "exp": int(now + ttl),
+        "jti": secrets.token_urlsafe(12),
+        "name": name or identity,
+        "grants": grants.to_claims(),
+    }
+    if metadata is not None:
+        claims["metadata"] = metadata
+    return jwt.encode(claims, api_secret, algorithm="HS256")
+
+
+def verify(token: str, keys: Mapping[str, str], *, now: float, leeway: float = 5.0) -> AccessToken:
+    """Check signature, expiry and shape; raise :class:`TokenError` with a reason otherwise."""
+    if not token:
+        raise TokenError("missing_token", "no access token given")
+    if len(token) > 8192:
+        raise TokenError("invalid_token", "token too long")
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise TokenError("invalid_token", f"malformed token: {exc}") from None
+    if header.get("alg") != "HS256":
+        raise TokenError("invalid_token", f"algorithm {header.get('alg')!r} not allowed, use HS256")
+    api_key = unverified.get("iss")
+    if not isinstance(api_key, str) or api_key not in keys:
+        raise TokenError("invalid_token", "token signed with an unknown API key")
+    try:
+        claims = jwt.decode(
+            token,
+            keys[api_key],
+            algorithms=["HS256"],
+            options={"require": ["exp", "sub", "iss"], "verify_exp": False, "verify_nbf": False},
+        )
+    except jwt.InvalidSignatureError:
+        raise TokenError("invalid_signature", "token signature does not match the API secret") from None
+    except jwt.PyJWTError as exc:
+        raise TokenError("invalid_token", f"invalid token: {exc}") from None
+    exp = claims["exp"]
+    if not isinstance(exp, int | float):
+        raise TokenError("invalid_token", "claim 'exp' must be a number")
+    if now > exp + leeway:
+        raise TokenError("token_expired", "token has expired")
+    nbf = claims.get("nbf")
+    if isinstance(nbf, int | float) and now + leeway < nbf:
+        raise TokenError("token_not_yet_valid", "token is not valid yet")
+    identity = claims["sub"]
+    if not isinstance(identity, str) or not _IDENTITY.match(identity):
+        raise TokenError("invalid_token", "claim 'sub' is not a valid identity")
+    raw_grants = claims.get("grants", {})
+    if not isinstance(raw_grants, dict):
+        raise TokenError("invalid_token", "claim 'grants' must be an object")
+    name = claims.get("name", identity)
+    metadata = claims.get("metadata")
+    return AccessToken(
+        api_key=api_key,
+        identity=identity,
+        name=name if isinstance(name, str) and name else identity,
+        grants=Grants.from_claims(raw_grants),
+        expires_at=float(exp),
+        token_id=str(claims.get("jti", "")),
+        metadata=metadata if isinstance(metadata, str) else None,
+    )

@@ -1,0 +1,31 @@
+/* Shared helpers for the demo pages: read ?room=&identity=&token= and get a token. */
+(function (global) {
+  'use strict';
+  const params = new URLSearchParams(global.location.search);
+
+  async function pageToken() {
+    const room = params.get('room');
+    const identity = params.get('identity');
+    if (params.get('token')) return params.get('token');
+    if (!room || !identity) throw new Roomcast.RoomcastError('missing_params', 'open this page with ?room=R&identity=I');
+    return Roomcast.devToken(room, identity, params.get('name'));
+  }
+
+  function setStatus(text, isError) {
+    const el = document.getElementById('status');
+    if (!el) return;
+    el.textContent = text;
+    el.classList.toggle('error', !!isError);
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === 'class') node.className = value; else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  global.RoomcastPage = {params, pageToken, setStatus, el};
+})(window);

@@ -1,0 +1,361 @@
+/*
+ * Roomcast JS SDK (no build step). Exposes the global `Roomcast`.
+ *
+ *   const room = await Roomcast.connect(url, token, {iceServers: []});
+ *   room.on('participantJoined' | 'participantLeft' | 'track' | 'trackEnded' | 'data' | 'disconnected' | 'error', cb);
+ *   await room.publish(mediaStream);
+ *   room.sendData('hello', {topic: 'chat'});
+ *   room.participants;            // Map identity -> {identity, name, sid, metadata, streams}
+ *   await room.getStats();        // RTCStatsReport entries as plain objects, each with `participant`
+ *   room.leave();
+ *
+ * The wire protocol mirrors src/roomcast/signaling/messages.py (protocol version 1).
+ * In peer-to-peer rooms every pair of participants shares one RTCPeerConnection negotiated with the
+ * "perfect negotiation" pattern, so either side may (re)negotiate at any time without glare.
+ */
+(function (global) {
+  'use strict';
+
+  const PROTOCOL_VERSION = 1;
+
+  class RoomcastError extends Error {
+    constructor(code, message) {
+      super(message || code);
+      this.name = 'RoomcastError';
+      this.code = code;
+    }
+  }
+
+  class Emitter {
+    constructor() { this._handlers = new Map(); }
+    on(event, cb) {
+      if (!this._handlers.has(event)) this._handlers.set(event, new Set());
+      this._handlers.get(event).add(cb);
+      return this;
+    }
+    off(event, cb) {
+      const set = this._handlers.get(event);
+      if (set) set.delete(cb);
+      return this;
+    }
+    emit(event, ...args) {
+      const set = this._handlers.get(event);
+      if (!set) return;
+      for (const cb of Array.from(set)) {
+        try { cb(...args); } catch (err) { console.error('roomcast handler for', event, 'failed:', err); }
+      }
+    }
+  }
+
+  function toBase64(bytes) {
+    let binary = '';
+    const chunk = 0x8000;
+    for (let i = 0; i < bytes.length; i += chunk) {
+      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + chunk));
+    }
+    return btoa(binary);
+  }
+
+  function fromBase64(text) {
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  }
+
+  function signalingUrl(url, token) {
+    let base = url || global.location.origin;
+    base = base.replace(/^http(s?):/, 'ws$1:').replace(/\/+$/, '');
+    if (!/\/rtc$/.test(base)) base += '/rtc';
+    return base + '?access_token=' + encodeURIComponent(token);
+  }
+
+  /** One RTCPeerConnection to one remote participant (peer-to-peer rooms). */
+  class Peer {
+    constructor(room, info) {
+      this.room = room;
+      this.identity = info.identity;
+      this.polite = room.identity < info.identity;
+      this.makingOffer = false;
+      this.ignoreOffer = false;
+      this.queue = Promise.resolve();
+      this.senders = new Map();
+      this.pc = new RTCPeerConnection({iceServers: room.iceServers});
+      const pc = this.pc;
+      pc.onnegotiationneeded = async () => {
+        try {
+          this.makingOffer = true;
+          await pc.setLocalDescription();
+          room._send({type: 'offer', sdp: pc.localDescription.sdp, to: this.identity});
+        } catch (err) {
+          room.emit('error', new RoomcastError('negotiation_failed', String(err)));
+        } finally {
+          this.makingOffer = false;
+        }
+      };
+      pc.onicecandidate = ({candidate}) => {
+        room._send({
+          type: 'ice_candidate',
+          to: this.identity,
+          candidate: candidate ? candidate.candidate : null,
+          sdp_mid: candidate ? candidate.sdpMid : null,
+          sdp_mline_index: candidate ? candidate.sdpMLineIndex : null,
+        });
+      };
+      pc.ontrack = ({track, streams}) => {
+        const participant = room.participants.get(this.identity);
+        const stream = streams[0] || new MediaStream([track]);
+        if (participant) participant.streams.add(stream);
+        track.addEventListener('ended', () => room.emit('trackEnded', track, participant));
+        room.emit('track', track, stream, participant);
+      };
+      pc.onconnectionstatechange = () => room.emit('connectionStateChanged', this.identity, pc.connectionState);
+      for (const track of room.localTracks) this.addTrack(track);
+    }
+
+    addTrack(track) {
+      if (!this.senders.has(track)) this.senders.set(track, this.pc.addTrack(track, this.room.localStream));
+    }
+
+    removeTrack(track) {
+      const sender = this.senders.get(track);
+      if (sender) {
+        this.senders.delete(track);
+        this.pc.removeTrack(sender);
+      }
+    }
+
+    /** Signaling messages for one peer are applied strictly in order. */
+    handle(msg) {
+      this.queue = this.queue.then(() => this._handle(msg)).catch((err) => {
+        this.room.emit('error', new RoomcastError('negotiation_failed', String(err)));
+      });
+    }
+
+    async _handle(msg) {
+      const pc = this.pc;
+      if (msg.type === 'offer' || msg.type === 'answer') {
+        const collision = msg.type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
+        this.ignoreOffer = !this.polite && collision;
+        if (this.ignoreOffer) return;
+        await pc.setRemoteDescription({type: msg.type, sdp: msg.sdp});
+        if (msg.type === 'offer') {
+          await pc.setLocalDescription();
+          this.room._send({type: 'answer', sdp: pc.localDescription.sdp, to: this.identity});
+        }
+      } else if (msg.type === 'ice_candidate') {
+        try {
+          if (msg.candidate === null) await pc.addIceCandidate();
+          else await pc.addIceCandidate({candidate: msg.candidate, sdpMid: msg.sdp_mid, sdpMLineIndex: msg.sdp_mline_index});
+        } catch (err) {
+          if (!this.ignoreOffer) throw err;
+        }
+      }
+    }
+
+    close() { this.pc.close(); }
+  }
+
+  class Room extends Emitter {
+    constructor(ws, options) {
+      super();
+      this.ws = ws;
+      this.options = options;
+      this.name = null;
+      this.sid = null;
+      this.identity = null;
+      this.localParticipant = null;
+      this.participants = new Map();
+      this.peers = new Map();
+      this.localStream = null;
+      this.localTracks = [];
+      this.iceServers = options.iceServers || [];
+      this.state = 'connecting';
+      this._pingTimer = null;
+    }
+
+    _send(msg) {
+      if (this.ws.readyState !== WebSocket.OPEN) return false;
+      msg.v = PROTOCOL_VERSION;
+      this.ws.send(JSON.stringify(msg));
+      return true;
+    }
+
+    _onJoined(msg) {
+      this.name = msg.room;
+      this.sid = msg.sid;
+      this.identity = msg.participant.identity;
+      this.localParticipant = msg.participant;
+      if (!this.options.iceServers) {
+        this.iceServers = (msg.ice_servers || []).map((s) => ({urls: s.urls, username: s.username, credential: s.credential}));
+      }
+      this.state = 'connected';
+      for (const info of msg.participants) this._addParticipant(info, false);
+      this._pingTimer = setInterval(() => this._send({type: 'ping', ts: Date.now() / 1000}), 15000);
+    }
+
+    _addParticipant(info, announce) {
+      const participant = Object.assign({streams: new Set()}, info);
+      this.participants.set(info.identity, participant);
+      if (!this.peers.has(info.identity)) this.peers.set(info.identity, new Peer(this, info));
+      if (announce) this.emit('participantJoined', participant);
+      return participant;
+    }
+
+    _removeParticipant(identity, reason) {
+      const peer = this.peers.get(identity);
+      if (peer) {
+        peer.close();
+        this.peers.delete(identity);
+      }
+      const participant = this.participants.get(identity);
+      this.participants.delete(identity);
+      if (participant) {
+        for (const stream of participant.streams) {
+          for (const track of stream.getTracks()) this.emit('trackEnded', track, participant);
+        }
+        this.emit('participantLeft', participant, reason);
+      }
+    }
+
+    _onMessage(msg) {
+      switch (msg.type) {
+        case 'participant_joined':
+          this._addParticipant(msg.participant, true);
+          break;
+        case 'participant_left':
+          this._removeParticipant(msg.identity, msg.reason);
+          break;
+        case 'offer':
+        case 'answer':
+        case 'ice_candidate': {
+          let peer = this.peers.get(msg.from);
+          if (!peer && this.participants.has(msg.from)) {
+            peer = new Peer(this, this.participants.get(msg.from));
+            this.peers.set(msg.from, peer);
+          }
+          if (peer) peer.handle(msg);
+          break;
+        }
+        case 'data': {
+          const payload = msg.binary ? fromBase64(msg.payload) : msg.payload;
+          this.emit('data', {payload, from: msg.from, topic: msg.topic, binary: msg.binary, ts: msg.ts});
+          break;
+        }
+        case 'error':
+          this.emit('error', new RoomcastError(msg.code, msg.message));
+          break;
+        default:
+          break;
+      }
+    }
+
+    _onClose(event) {
+      const wasConnected = this.state !== 'disconnected';
+      this.state = 'disconnected';
+      clearInterval(this._pingTimer);
+      for (const identity of Array.from(this.peers.keys())) this._removeParticipant(identity, 'disconnected');
+      if (wasConnected) this.emit('disconnected', {code: event.code, reason: event.reason || this._lastError || ''});
+    }
+
+    /** Send every track of `stream` to every participant (and to those who join later). */
+    async publish(stream) {
+      if (this.localParticipant && this.localParticipant.can_publish === false) {
+        throw new RoomcastError('permission_denied', 'token lacks the canPublish grant');
+      }
+      this.localStream = stream;
+      for (const track of stream.getTracks()) {
+        if (!this.localTracks.includes(track)) this.localTracks.push(track);
+        for (const peer of this.peers.values()) peer.addTrack(track);
+      }
+    }
+
+    /** Stop sending `tracks` (default: all published tracks). */
+    unpublish(tracks) {
+      const list = tracks || this.localTracks.slice();
+      for (const track of list) {
+        this.localTracks = this.localTracks.filter((t) => t !== track);
+        for (const peer of this.peers.values()) peer.removeTrack(track);
+      }
+    }
+
+    /** Send text, or binary (ArrayBuffer / typed array), to the room or to `to` identities. */
+    sendData(payload, options = {}) {
+      const msg = {type: 'data', topic: options.topic || null};
+      if (typeof payload === 'string') {
+        msg.payload = payload;
+      } else {
+        const bytes = payload instanceof Uint8Array ? payload : new Uint8Array(payload.buffer || payload);
+        msg.payload = toBase64(bytes);
+        msg.binary = true;
+      }
+      if (options.to) msg.to = options.to;
+      if (!this._send(msg)) throw new RoomcastError('not_connected', 'the room is not connected');
+    }
+
+    /** All stats of all peer connections, as plain objects tagged with the remote participant. */
+    async getStats() {
+      const out = [];
+      for (const [identity, peer] of this.peers) {
+        const report = await peer.pc.getStats();
+        report.forEach((entry) => out.push(Object.assign({participant: identity}, entry)));
+      }
+      return out;
+    }
+
+    leave() {
+      this._send({type: 'leave'});
+      this.state = 'disconnected';
+      clearInterval(this._pingTimer);
+      for (const identity of Array.from(this.peers.keys())) this._removeParticipant(identity, 'left');
+      this.ws.close(1000, 'left');
+    }
+  }
+
+  /** Connect and join the room named in `token`; resolves once joined, rejects with a RoomcastError. */
+  function connect(url, token, options = {}) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(signalingUrl(url, token));
+      const room = new Room(ws, options);
+      let settled = false;
+      ws.onopen = () => room._send({type: 'join', room: options.room || null, metadata: options.metadata || null});
+      ws.onmessage = (event) => {
+        let msg;
+        try { msg = JSON.parse(event.data); } catch (err) { return; }
+        if (msg.type === 'error') room._lastError = msg.code;
+        if (!settled) {
+          if (msg.type === 'joined') {
+            settled = true;
+            room._onJoined(msg);
+            resolve(room);
+          } else if (msg.type === 'error') {
+            settled = true;
+            reject(new RoomcastError(msg.code, msg.message));
+          }
+          return;
+        }
+        room._onMessage(msg);
+      };
+      ws.onclose = (event) => {
+        if (!settled) {
+          settled = true;
+          reject(new RoomcastError(event.reason || 'connection_closed', 'signaling closed (' + event.code + ')'));
+          return;
+        }
+        room._onClose(event);
+      };
+    });
+  }
+
+  /** Ask a dev-mode server for a token (only works with the built-in dev credentials). */
+  async function devToken(room, identity, name, base) {
+    const q = new URLSearchParams({room, identity});
+    if (name) q.set('name', name);
+    const res = await fetch((base || '') + '/api/dev-token?' + q.toString());
+    const body = await res.json();
+    if (!res.ok) throw new RoomcastError(body.error.code, body.error.message);
+    return body.token;
+  }
+
+  global.Roomcast = {connect, devToken, RoomcastError, PROTOCOL_VERSION};
+})(typeof window !== 'undefined' ? window : globalThis);

@@ -1,0 +1,105 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from roomcast.signaling.rooms import (
+    DataEvent,
+    ParticipantJoinedEvent,
+    ParticipantLeftEvent,
+    RoomError,
+    RoomEvent,
+    RoomManager,
+)
+from roomcast.signaling.tokens import AccessToken, Grants
+
+
+@dataclass
+class Sink:
+    events: list[RoomEvent] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+
+    def deliver(self, event: RoomEvent) -> None:
+        self.events.append(event)
+
+    def close(self, code: str, reason: str) -> None:
+        self.closed.append(code)
+
+
+def tok(identity: str, room: str = "r", **grants: bool) -> AccessToken:
+    return AccessToken("k", identity, identity, Grants(room=room, **grants), 1e12, "jti-" + identity)
+
+
+def test_join_announces_and_leave_cleans_up() -> None:
+    rm = RoomManager()
+    a, b = Sink(), Sink()
+    room, pa = rm.join(tok("a"), a, 0.0)
+    _, pb = rm.join(tok("b"), b, 1.0)
+    assert isinstance(a.events[0], ParticipantJoinedEvent) and a.events[0].participant is pb
+    assert b.events == []  # the joiner learns of others from the join response, not from events
+    rm.leave(room, pb)
+    assert a.events[-1] == ParticipantLeftEvent("b", "left")
+    rm.leave(room, pa)
+    assert rm.rooms == {}  # auto-created rooms vanish when empty
+
+
+def test_full_room_is_refused() -> None:
+    rm = RoomManager()
+    rm.create_room("r", 0.0, max_participants=2)
+    rm.join(tok("a"), Sink(), 0.0)
+    rm.join(tok("b"), Sink(), 0.0)
+    with pytest.raises(RoomError) as info:
+        rm.join(tok("c"), Sink(), 0.0)
+    assert info.value.code == "room_full"
+    assert set(rm.rooms["r"].participants) == {"a", "b"}
+
+
+def test_duplicate_identity_replaces_the_old_session() -> None:
+    rm = RoomManager()
+    old, new, other = Sink(), Sink(), Sink()
+    room, first = rm.join(tok("a"), old, 0.0)
+    rm.join(tok("b"), other, 0.0)
+    rm.join(tok("a"), new, 1.0)
+    assert old.closed == ["duplicate_identity"]
+    rm.leave(room, first)  # the stale session leaving must not remove the new one
+    assert "a" in room.participants
+
+
+def test_kicked_token_cannot_rejoin() -> None:
+    rm = RoomManager()
+    rm.join(tok("a"), Sink(), 0.0)
+    rm.join(tok("b"), Sink(), 0.0)
+    rm.remove_participant("r", "a", expires_at=100.0)
+    with pytest.raises(RoomError) as info:
+        rm.join(tok("a"), Sink(), 1.0)
+    assert info.value.code == "token_revoked"
+
+
+def test_data_needs_grant_and_honours_destinations() -> None:
+    rm = RoomManager()
+    a, b, c = Sink(), Sink(), Sink()
+    room, pa = rm.join(tok("a"), a, 0.0)
+    rm.join(tok("b"), b, 0.0)
+    rm.join(tok("c"), c, 0.0)
+    event = DataEvent("a", "hi", "chat", False, 0.0)
+    assert rm.send_data(room, pa, ["c"], event) == 1
+    assert event in c.events and event not in b.events
+    _, muted = rm.join(tok("d", can_publish_data=False), Sink(), 0.0)
+    with pytest.raises(RoomError) as info:
+        rm.send_data(room, muted, None, event)
+    assert info.value.code == "permission_denied"
+
+
+def test_hidden_participants_are_not_announced() -> None:
+    rm = RoomManager()
+    a = Sink()
+    rm.join(tok("a"), a, 0.0)
+    rm.join(tok("spy", hidden=True), Sink(), 0.0)
+    assert a.events == []
+
+
+def test_room_limit() -> None:
+    rm = RoomManager(max_rooms=1)
+    rm.create_room("x", 0.0)
+    with pytest.raises(RoomError) as info:
+        rm.join(tok("a", room="y"), Sink(), 0.0)
+    assert info.value.code == "too_many_rooms"
