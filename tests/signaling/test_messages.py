@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import pytest
@@ -47,16 +48,16 @@ def test_depth_ignores_brackets_inside_strings() -> None:
 
 @given(st.binary(max_size=2048))
 def test_arbitrary_bytes_only_raise_schema_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(m.SchemaError):
         m.decode_client(data)
-    except m.SchemaError:
-        pass
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+    )
+)
 def test_arbitrary_json_only_raises_schema_error(value: object) -> None:
-    try:
+    with contextlib.suppress(m.SchemaError):
         m.decode_client(json.dumps(value))
-    except m.SchemaError:
-        pass

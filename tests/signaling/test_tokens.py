@@ -28,14 +28,39 @@ def test_valid_token_round_trips_grants() -> None:
     ("make", "code"),
     [
         (lambda: token(now=NOW - 7 * 3600), "token_expired"),
-        (lambda: mint("key1", "wrong-secret-wrong-secret-wrong-secret!", identity="a", grants=Grants(room="r"), now=NOW), "invalid_signature"),
-        (lambda: mint("other", KEYS["key1"], identity="a", grants=Grants(room="r"), now=NOW), "invalid_token"),
+        (
+            lambda: mint(
+                "key1",
+                "wrong-secret-wrong-secret-wrong-secret!",
+                identity="a",
+                grants=Grants(room="r"),
+                now=NOW,
+            ),
+            "invalid_signature",
+        ),
+        (
+            lambda: mint("other", KEYS["key1"], identity="a", grants=Grants(room="r"), now=NOW),
+            "invalid_token",
+        ),
         (lambda: "", "missing_token"),
         (lambda: "not.a.jwt", "invalid_token"),
         (lambda: jwt.encode({"iss": "key1", "sub": "a"}, KEYS["key1"], algorithm="HS256"), "invalid_token"),
-        (lambda: jwt.encode({"iss": "key1", "sub": "a", "exp": NOW + 60}, KEYS["key1"], algorithm="HS512"), "invalid_token"),
-        (lambda: jwt.encode({"iss": "key1", "sub": "a b", "exp": NOW + 60}, KEYS["key1"], algorithm="HS256"), "invalid_token"),
-        (lambda: jwt.encode({"iss": "key1", "sub": "a", "exp": NOW + 60, "grants": {"canPublish": "yes"}}, KEYS["key1"], algorithm="HS256"), "invalid_token"),
+        (
+            lambda: jwt.encode({"iss": "key1", "sub": "a", "exp": NOW + 60}, KEYS["key1"], algorithm="HS512"),
+            "invalid_token",
+        ),
+        (
+            lambda: jwt.encode({"iss": "key1", "sub": "a b", "exp": NOW + 60}, KEYS["key1"], algorithm="HS256"),
+            "invalid_token",
+        ),
+        (
+            lambda: jwt.encode(
+                {"iss": "key1", "sub": "a", "exp": NOW + 60, "grants": {"canPublish": "yes"}},
+                KEYS["key1"],
+                algorithm="HS256",
+            ),
+            "invalid_token",
+        ),
     ],
 )
 def test_bad_tokens_are_refused_with_a_reason(make, code: str) -> None:  # type: ignore[no-untyped-def]

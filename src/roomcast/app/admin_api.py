@@ -21,7 +21,15 @@ from starlette.routing import Route
 from roomcast.app.config import Config
 from roomcast.signaling.rooms import Room, RoomError, RoomManager
 from roomcast.signaling.session import participant_info
-from roomcast.signaling.tokens import Grants, TokenError, mint, parse_duration, validate_identity, validate_room, verify
+from roomcast.signaling.tokens import (
+    Grants,
+    TokenError,
+    mint,
+    parse_duration,
+    validate_identity,
+    validate_room,
+    verify,
+)
 
 _STATUS = {
     "room_not_found": 404,

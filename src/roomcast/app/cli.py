@@ -114,7 +114,11 @@ def serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=5,
         )
     )
-    print(f"roomcast {__version__} listening on http://{config.host}:{config.port}/", file=sys.stderr, flush=True)
+    print(
+        f"roomcast {__version__} listening on http://{config.host}:{config.port}/",
+        file=sys.stderr,
+        flush=True,
+    )
     server.run()
     return 0
 

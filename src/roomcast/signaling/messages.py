@@ -178,7 +178,7 @@ _KNOWN_TYPES = frozenset({"join", "offer", "answer", "ice_candidate", "data", "l
 
 def json_depth(raw: bytes) -> int:
     """Nesting depth of a JSON document, counted without parsing it (string contents ignored)."""
-    stripped = _STRINGS.sub(b"", raw).translate(None, delete=b"\"\\ \t\r\n,:0123456789-+.eEtrufalsn")
+    stripped = _STRINGS.sub(b"", raw).translate(None, delete=b'"\\ \t\r\n,:0123456789-+.eEtrufalsn')
     depth = deepest = 0
     for byte in stripped:
         if byte in (0x5B, 0x7B):  # [ {
@@ -198,7 +198,7 @@ def decode_client(raw: bytes | str) -> ClientMessage:
     if json_depth(data) > MAX_JSON_DEPTH:
         raise SchemaError("too_deep", f"JSON nesting deeper than {MAX_JSON_DEPTH}")
     try:
-        message = _client_decoder.decode(data)
+        message: ClientMessage = _client_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _classify_validation(data, exc) from None
     except msgspec.DecodeError as exc:

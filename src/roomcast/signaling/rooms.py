@@ -124,9 +124,7 @@ class RoomManager:
 
     # ------------------------------------------------------------------ rooms
 
-    def create_room(
-        self, name: str, now: float, *, max_participants: int | None = None, auto: bool = False
-    ) -> Room:
+    def create_room(self, name: str, now: float, *, max_participants: int | None = None, auto: bool = False) -> Room:
         try:
             validate_room(name)
         except ValueError as exc:

@@ -271,7 +271,11 @@ class SignalingSession:
             raise RoomError("already_joined", "this socket already joined a room")
         if message.room is not None and message.room != token.grants.room:
             self._count("join_refused")
-            self._fatal("wrong_room", f"token is for room {token.grants.room!r}, not {message.room[:128]!r}", CLOSE_POLICY)
+            self._fatal(
+                "wrong_room",
+                f"token is for room {token.grants.room!r}, not {message.room[:128]!r}",
+                CLOSE_POLICY,
+            )
             return
         try:
             room, participant = self.manager.join(token, self.sink, now)
