@@ -156,6 +156,7 @@ class Error(Message, tag="error", kw_only=True):
     code: str
     message: str
     fatal: bool = False
+    ref: str | None = None
 
 
 ServerMessage = (

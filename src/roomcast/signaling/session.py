@@ -19,6 +19,7 @@ from typing import Literal
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from roomcast.signaling import messages as m
+from roomcast.signaling.media import SERVER_TARGETS, MediaBackend, MediaError
 from roomcast.signaling.rooms import (
     DataEvent,
     Participant,
@@ -130,7 +131,9 @@ class SignalingSession:
         clock: Callable[[], float],
         limits: SessionLimits | None = None,
         on_event: Callable[[str], None] | None = None,
+        media: MediaBackend | None = None,
     ) -> None:
+        self.media = media
         self.ws = ws
         self.manager = manager
         self.keys = keys
@@ -247,6 +250,10 @@ class SignalingSession:
         if isinstance(message, m.Leave):
             self._leave("left")
             self.outbox.close(CLOSE_NORMAL, "left")
+        elif isinstance(message, m.Offer) and message.to in SERVER_TARGETS:
+            self._media_offer(participant, message.to, message.sdp)
+        elif isinstance(message, m.IceCandidate) and message.to in SERVER_TARGETS:
+            return  # the server is ICE-lite: its answer carries its candidates, it needs none of ours
         elif isinstance(message, m.Offer | m.Answer):
             if not participant.grants.can_publish and "\na=msid:" in message.sdp:
                 raise RoomError("permission_denied", "token lacks the canPublish grant: SDP may not send tracks")
@@ -265,6 +272,20 @@ class SignalingSession:
         elif isinstance(message, m.SendData):
             data = DataEvent(participant.identity, message.payload, message.topic, message.binary, now)
             self.manager.send_data(room, participant, message.to, data)
+
+    def _media_offer(self, participant: Participant, target: str, sdp: str) -> None:
+        if self.media is None:
+            self._send(m.Error(code="media_unavailable", message="this server has no media endpoint", ref=target))
+            return
+        if not participant.grants.can_publish:
+            raise RoomError("permission_denied", "token lacks the canPublish grant")
+        try:
+            answer = self.media.handle_offer(participant.sid, target, sdp)
+        except MediaError as exc:
+            self._count("media_refused")
+            self._send(m.Error(code=exc.code, message=exc.message, ref=target))
+            return
+        self._send(m.RelayedAnswer(sdp=answer, sender=target))
 
     def _join(self, token: AccessToken, message: m.Join, now: float) -> None:
         if self.participant is not None:
@@ -299,6 +320,8 @@ class SignalingSession:
         self._count("joined")
 
     def _leave(self, reason: str) -> None:
+        if self.media is not None and self.participant is not None:
+            self.media.close_owner(self.participant.sid)
         if self.room is not None and self.participant is not None:
             self.manager.leave(self.room, self.participant, reason)
 

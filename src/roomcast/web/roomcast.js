@@ -156,6 +156,63 @@
     close() { this.pc.close(); }
   }
 
+  /**
+   * A peer connection terminated by the server's own media endpoint (the echo endpoint today, SFU
+   * publishing/subscribing later). The server is ICE-lite and puts its candidates in the answer.
+   */
+  class ServerPeer extends Emitter {
+    constructor(room, target) {
+      super();
+      this.room = room;
+      this.target = target;
+      this.pc = new RTCPeerConnection({iceServers: room.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require'});
+      this.remoteStream = new MediaStream();
+      this._answered = null;
+      this.pc.ontrack = ({track}) => {
+        this.remoteStream.addTrack(track);
+        this.emit('track', track, this.remoteStream);
+      };
+      this.pc.onconnectionstatechange = () => this.emit('connectionStateChanged', this.pc.connectionState);
+    }
+
+    async negotiate() {
+      const answered = new Promise((resolve, reject) => { this._answered = {resolve, reject}; });
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      this.room._send({type: 'offer', sdp: this.pc.localDescription.sdp, to: this.target});
+      const sdp = await answered;
+      await this.pc.setRemoteDescription({type: 'answer', sdp});
+    }
+
+    _onAnswer(sdp) { if (this._answered) this._answered.resolve(sdp); this._answered = null; }
+    _onError(err) { if (this._answered) this._answered.reject(err); this._answered = null; }
+
+    /** Resolves once ICE+DTLS are connected, rejects if the connection fails. */
+    connected(timeoutMs = 15000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const state = this.pc.connectionState;
+          if (state === 'connected') { cleanup(); resolve(); }
+          else if (state === 'failed' || state === 'closed') { cleanup(); reject(new RoomcastError('connection_failed', 'media connection ' + state)); }
+        };
+        const timer = setTimeout(() => { cleanup(); reject(new RoomcastError('connection_timeout', 'media connection not established')); }, timeoutMs);
+        const cleanup = () => { clearTimeout(timer); this.pc.removeEventListener('connectionstatechange', check); };
+        this.pc.addEventListener('connectionstatechange', check);
+        check();
+      });
+    }
+
+    async getStats() {
+      const out = [];
+      (await this.pc.getStats()).forEach((entry) => out.push(Object.assign({participant: this.target}, entry)));
+      return out;
+    }
+
+    close() {
+      this.pc.close();
+      this.room.serverPeers.delete(this.target);
+    }
+  }
+
   class Room extends Emitter {
     constructor(ws, options) {
       super();
@@ -167,6 +224,7 @@
       this.localParticipant = null;
       this.participants = new Map();
       this.peers = new Map();
+      this.serverPeers = new Map();
       this.localStream = null;
       this.localTracks = [];
       this.iceServers = options.iceServers || [];
@@ -226,8 +284,10 @@
         case 'participant_left':
           this._removeParticipant(msg.identity, msg.reason);
           break;
-        case 'offer':
         case 'answer':
+          if (this.serverPeers.has(msg.from)) { this.serverPeers.get(msg.from)._onAnswer(msg.sdp); break; }
+          // fall through: an answer from a participant
+        case 'offer':
         case 'ice_candidate': {
           let peer = this.peers.get(msg.from);
           if (!peer && this.participants.has(msg.from)) {
@@ -242,9 +302,12 @@
           this.emit('data', {payload, from: msg.from, topic: msg.topic, binary: msg.binary, ts: msg.ts});
           break;
         }
-        case 'error':
-          this.emit('error', new RoomcastError(msg.code, msg.message));
+        case 'error': {
+          const err = new RoomcastError(msg.code, msg.message);
+          if (msg.ref && this.serverPeers.has(msg.ref)) this.serverPeers.get(msg.ref)._onError(err);
+          this.emit('error', err);
           break;
+        }
         default:
           break;
       }
@@ -255,6 +318,7 @@
       this.state = 'disconnected';
       clearInterval(this._pingTimer);
       for (const identity of Array.from(this.peers.keys())) this._removeParticipant(identity, 'disconnected');
+      for (const peer of Array.from(this.serverPeers.values())) peer.close();
       if (wasConnected) this.emit('disconnected', {code: event.code, reason: event.reason || this._lastError || ''});
     }
 
@@ -300,10 +364,24 @@
         const report = await peer.pc.getStats();
         report.forEach((entry) => out.push(Object.assign({participant: identity}, entry)));
       }
+      for (const peer of this.serverPeers.values()) out.push(...(await peer.getStats()));
       return out;
     }
 
+    /**
+     * Echo test: send `stream` to the server, which sends the same packets straight back.
+     * Resolves with {peer, stream}: `stream` holds the echoed tracks.
+     */
+    async startEcho(stream) {
+      const peer = new ServerPeer(this, '$echo');
+      this.serverPeers.set('$echo', peer);
+      for (const track of stream.getTracks()) peer.pc.addTransceiver(track, {direction: 'sendrecv', streams: [stream]});
+      await peer.negotiate();
+      return {peer, stream: peer.remoteStream};
+    }
+
     leave() {
+      for (const peer of Array.from(this.serverPeers.values())) peer.close();
       this._send({type: 'leave'});
       this.state = 'disconnected';
       clearInterval(this._pingTimer);
@@ -357,5 +435,5 @@
     return body.token;
   }
 
-  global.Roomcast = {connect, devToken, RoomcastError, PROTOCOL_VERSION};
+  global.Roomcast = {connect, devToken, RoomcastError, ServerPeer, PROTOCOL_VERSION};
 })(typeof window !== 'undefined' ? window : globalThis);
