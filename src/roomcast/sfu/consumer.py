@@ -1,0 +1,162 @@
+"""A consumer: one track as one subscriber receives it.
+
+The hot path (DESIGN): copy the decrypted packet into a ``bytearray``, ``pack_into`` the subscriber's
+SSRC, sequence number, timestamp and payload type, hand it to the subscriber's transport, keep it in
+the RTX ring. Offsets are re-based whenever the source changes (another producer, a resume after a
+pause), so the subscriber sees one continuous stream (RFC 3550 §5.1: seq +1, timestamp advancing).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from roomcast.sfu.feedback import RtxRing
+
+_SEQ_TS = struct.Struct("!HI")
+_SEQ_TS_SSRC = struct.Struct("!HII")
+
+Sender = Callable[[bytes | bytearray], None]
+
+
+def rtp_header_length(pkt: bytes | bytearray) -> int:
+    """RFC 3550 §5.1 fixed header + CSRCs + RFC 8285 extension block; -1 when the packet is too short."""
+    length = 12 + 4 * (pkt[0] & 0x0F)
+    if pkt[0] & 0x10:
+        if len(pkt) < length + 4:
+            return -1
+        length += 4 + 4 * ((pkt[length + 2] << 8) | pkt[length + 3])
+    return length if length <= len(pkt) else -1
+
+
+class Consumer:
+    __slots__ = (
+        "bytes_sent",
+        "clock_rate",
+        "kind",
+        "last_out_seq",
+        "last_out_ts",
+        "last_sent_at",
+        "packets_sent",
+        "paused",
+        "pt_map",
+        "retransmits",
+        "ring",
+        "rtx_pt",
+        "rtx_seq",
+        "rtx_ssrc",
+        "send",
+        "seq_offset",
+        "source_ssrc",
+        "ssrc",
+        "ts_offset",
+    )
+
+    def __init__(
+        self,
+        *,
+        ssrc: int,
+        kind: str,
+        clock_rate: int,
+        send: Sender,
+        pt_map: dict[int, int] | None = None,
+        rtx_ssrc: int | None = None,
+        rtx_pt: dict[int, int] | None = None,
+        ring_size: int = 1024,
+    ) -> None:
+        self.ssrc = ssrc
+        self.kind = kind
+        self.clock_rate = clock_rate
+        self.send = send
+        self.pt_map = pt_map or {}
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_pt = rtx_pt or {}
+        self.ring = RtxRing(ring_size)
+        self.source_ssrc: int | None = None
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.last_out_seq: int | None = None
+        self.last_out_ts = 0
+        self.last_sent_at = 0.0
+        self.rtx_seq = 0
+        self.paused = False
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.retransmits = 0
+
+    def forward(self, pkt: bytes, source_ssrc: int, now: float) -> None:
+        """Rewrite and send one decrypted RTP packet of the source."""
+        if self.paused:
+            return
+        seq, ts = _SEQ_TS.unpack_from(pkt, 2)
+        if source_ssrc != self.source_ssrc:
+            self._rebase(source_ssrc, seq, ts, now)
+        out_seq = (seq + self.seq_offset) & 0xFFFF
+        out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
+        buf = bytearray(pkt)
+        pt = buf[1] & 0x7F
+        mapped = self.pt_map.get(pt)
+        if mapped is not None:
+            buf[1] = (buf[1] & 0x80) | mapped
+        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, out_ts, self.ssrc)
+        self.ring.store(out_seq, buf)
+        if self.last_out_seq is None or ((out_seq - self.last_out_seq) & 0xFFFF) < 0x8000:
+            self.last_out_seq = out_seq
+            self.last_out_ts = out_ts
+            self.last_sent_at = now
+        self.packets_sent += 1
+        self.bytes_sent += len(buf)
+        self.send(buf)
+
+    def _rebase(self, source_ssrc: int, seq: int, ts: int, now: float) -> None:
+        if self.last_out_seq is None:
+            self.seq_offset = 0
+            self.ts_offset = 0
+        else:
+            elapsed = max(1, int((now - self.last_sent_at) * self.clock_rate))
+            self.seq_offset = (self.last_out_seq + 1 - seq) & 0xFFFF
+            self.ts_offset = (self.last_out_ts + elapsed - ts) & 0xFFFFFFFF
+        self.source_ssrc = source_ssrc
+
+    def pause(self) -> None:
+        """Stop forwarding; the next packet after :meth:`resume` re-bases so the stream stays continuous."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.source_ssrc = None
+
+    def retransmit(self, seqs: list[int]) -> int:
+        """Answer a NACK from the ring: RTX (RFC 4588 §4) when negotiated, else the packet again."""
+        sent = 0
+        for seq in seqs:
+            pkt = self.ring.get(seq)
+            if pkt is None:
+                continue
+            if self.rtx_ssrc is not None:
+                rtx_pt = self.rtx_pt.get(pkt[1] & 0x7F)
+                if rtx_pt is None:
+                    continue
+                header = rtp_header_length(pkt)
+                if header < 0:
+                    continue
+                if pkt[0] & 0x20:  # padding is not part of the original payload (RFC 4588 §4)
+                    end = len(pkt) - pkt[-1]
+                    out = bytearray(pkt[:header]) + pkt[2:4] + pkt[header:end]
+                    out[0] &= 0xDF
+                else:
+                    out = bytearray(pkt[:header]) + pkt[2:4] + pkt[header:]
+                out[1] = (pkt[1] & 0x80) | rtx_pt
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+                struct.pack_into("!H", out, 2, self.rtx_seq)
+                struct.pack_into("!I", out, 8, self.rtx_ssrc)
+                self.send(out)
+            else:
+                self.send(pkt)
+            sent += 1
+        self.retransmits += sent
+        return sent
+
+    def rewrite_timestamp(self, source_ts: int) -> int:
+        """Map a source RTP timestamp (e.g. from a sender report) onto this consumer's timeline."""
+        return (source_ts + self.ts_offset) & 0xFFFFFFFF

@@ -1,0 +1,120 @@
+import itertools
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from roomcast.sfu.consumer import Consumer, rtp_header_length
+from roomcast.sfu.feedback import KeyframeThrottle, NackGenerator, RtxRing
+
+
+def rtp(seq: int, ts: int, ssrc: int, pt: int = 96, marker: bool = False, payload: bytes = b"\x01\x02\x03") -> bytes:
+    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq, ts, ssrc) + payload
+
+
+def fields(pkt: bytes | bytearray) -> tuple[int, int, int, int, bool]:
+    _b0, b1, seq, ts, ssrc = struct.unpack_from("!BBHII", pkt)
+    return seq, ts, ssrc, b1 & 0x7F, bool(b1 & 0x80)
+
+
+def make(**kw: object) -> tuple[Consumer, list[bytes]]:
+    sent: list[bytes] = []
+    args: dict = {"ssrc": 0xAAAA, "kind": "video", "clock_rate": 90000, "send": lambda p: sent.append(bytes(p))}
+    args.update(kw)
+    return Consumer(**args), sent
+
+
+def test_rewrites_ssrc_pt_and_keeps_payload_and_marker() -> None:
+    c, sent = make(pt_map={96: 100})
+    c.forward(rtp(10, 1000, 0x1234, marker=True, payload=b"hello"), 0x1234, 0.0)
+    assert fields(sent[0]) == (10, 1000, 0xAAAA, 100, True)
+    assert sent[0][12:] == b"hello"
+
+
+def test_switching_source_keeps_sequence_and_time_continuous() -> None:
+    c, sent = make()
+    for i in range(5):
+        c.forward(rtp(100 + i, 9000 * i, 1), 1, i / 30)
+    c.forward(rtp(60000, 123456789, 2), 2, 5 / 30 + 1.0)  # another producer, one second later
+    c.forward(rtp(60001, 123456789 + 3000, 2), 2, 5 / 30 + 1.0 + 1 / 30)
+    seqs = [fields(p)[0] for p in sent]
+    assert seqs == [100, 101, 102, 103, 104, 105, 106]
+    ts = [fields(p)[1] for p in sent]
+    assert ts[5] - ts[4] == 90000 + 3000  # elapsed wall time mapped onto the clock
+    assert ts[6] - ts[5] == 3000
+
+
+def test_pause_resume_has_no_sequence_gap() -> None:
+    c, sent = make()
+    c.forward(rtp(1, 0, 1), 1, 0.0)
+    c.pause()
+    for s in range(2, 50):
+        c.forward(rtp(s, s * 3000, 1), 1, s / 30)
+    c.resume()
+    c.forward(rtp(50, 150000, 1), 1, 50 / 30)
+    assert [fields(p)[0] for p in sent] == [1, 2]
+
+
+def test_nack_answered_with_rtx_per_rfc4588() -> None:
+    c, sent = make(rtx_ssrc=0xBBBB, rtx_pt={96: 97})
+    for s in range(10):
+        c.forward(rtp(s, s * 10, 1, payload=bytes([s]) * 4), 1, 0.0)
+    sent.clear()
+    assert c.retransmit([3, 7, 999]) == 2
+    seq, ts, ssrc, pt, _ = fields(sent[0])
+    assert (ssrc, pt, ts) == (0xBBBB, 97, 30)
+    assert sent[0][12:14] == struct.pack("!H", 3)  # original sequence number first
+    assert sent[0][14:] == bytes([3]) * 4
+    assert fields(sent[1])[0] == (seq + 1) & 0xFFFF
+
+
+def test_nack_without_rtx_resends_the_packet() -> None:
+    c, sent = make()
+    c.forward(rtp(5, 0, 1), 1, 0.0)
+    c.retransmit([5])
+    assert sent[0] == sent[1]
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.lists(st.integers(1, 5), min_size=1, max_size=40))
+def test_output_sequence_is_consecutive_for_consecutive_input(seq0: int, ts0: int, steps: list[int]) -> None:
+    c, sent = make()
+    seq, ts = seq0, ts0
+    for step in steps:
+        c.forward(rtp(seq, ts, 7), 7, 0.0)
+        seq = (seq + 1) & 0xFFFF
+        ts = (ts + step * 3000) & 0xFFFFFFFF
+    out = [fields(p)[0] for p in sent]
+    assert all(((b - a) & 0xFFFF) == 1 for a, b in itertools.pairwise(out))
+
+
+def test_header_length_with_extension_and_csrcs() -> None:
+    ext = struct.pack("!HH", 0xBEDE, 1) + b"\x10\xff\x00\x00"
+    pkt = struct.pack("!BBHII", 0x92, 96, 1, 2, 3) + b"\x00" * 8 + ext + b"payload"
+    assert rtp_header_length(pkt) == 12 + 8 + 8
+    assert rtp_header_length(pkt[:22]) == -1
+
+
+def test_rtx_ring_forgets_overwritten_slots() -> None:
+    ring = RtxRing(4)
+    ring.store(1, b"a")
+    ring.store(5, b"b")
+    assert ring.get(1) is None and ring.get(5) == b"b"
+
+
+def test_keyframe_throttle_under_a_flood() -> None:
+    throttle = KeyframeThrottle(0.5)
+    allowed = [throttle.allow(i * 0.01) for i in range(300)]  # 100 PLI/s for 3 s
+    assert sum(allowed) == 6
+    assert throttle.suppressed == 294
+
+
+def test_nack_generator_reports_gaps_and_recoveries() -> None:
+    gen = NackGenerator(rtt=0.1, max_tries=2)
+    for s in (65533, 65534, 2, 3):  # wraps, 65535, 0 and 1 missing
+        gen.on_packet(s, 0.0)
+    assert sorted(gen.due(0.0)) == [0, 1, 65535]
+    assert gen.due(0.05) == []  # not again within one RTT
+    gen.on_packet(0, 0.06)
+    assert sorted(gen.due(0.11)) == [1, 65535]
+    assert gen.due(0.3) == []  # gave up after max_tries
+    assert gen.recovered == 1
