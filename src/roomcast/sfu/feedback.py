@@ -20,15 +20,15 @@ class RtxRing:
         if size & (size - 1):
             raise ValueError("size must be a power of two")
         self._mask = size - 1
-        self._packets: list[bytes | None] = [None] * size
+        self._packets: list[bytes | bytearray | None] = [None] * size
         self._seqs: list[int] = [-1] * size
 
-    def store(self, seq: int, packet: bytes) -> None:
+    def store(self, seq: int, packet: bytes | bytearray) -> None:
         i = seq & self._mask
         self._packets[i] = packet
         self._seqs[i] = seq
 
-    def get(self, seq: int) -> bytes | None:
+    def get(self, seq: int) -> bytes | bytearray | None:
         i = seq & self._mask
         return self._packets[i] if self._seqs[i] == seq else None
 
