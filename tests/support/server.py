@@ -24,6 +24,7 @@ class ServerProcess:
 
     def __init__(self, log_dir: Path, env: Mapping[str, str] | None = None, args: list[str] | None = None) -> None:
         self.port = free_port()
+        self.media_port = free_port(socket.SOCK_DGRAM)
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_base = f"ws://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"roomcast-{self.port}.log"
@@ -33,7 +34,17 @@ class ServerProcess:
         full_env.update(env or {})
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "roomcast", "serve", "--port", str(self.port), *(args or [])],
+            [
+                sys.executable,
+                "-m",
+                "roomcast",
+                "serve",
+                "--port",
+                str(self.port),
+                "--media-port",
+                str(self.media_port),
+                *(args or []),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=full_env,

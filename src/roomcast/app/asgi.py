@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
 
@@ -18,11 +20,13 @@ from starlette.websockets import WebSocket
 from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
+from roomcast.app.media import start_media
 from roomcast.signaling.rooms import RoomManager
 from roomcast.signaling.session import SessionLimits, SignalingSession
 
 WEB_DIR = Path(str(resources.files("roomcast") / "web"))
-PAGES = {"/": "index.html", "/call": "call.html", "/chat": "chat.html"}
+log = logging.getLogger("roomcast.app")
+PAGES = {"/": "index.html", "/call": "call.html", "/chat": "chat.html", "/echo": "echo.html"}
 
 
 class Metrics:
@@ -55,8 +59,25 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     admin = AdminApi(config, manager, clock)
     limits = SessionLimits(join_timeout=config.join_timeout, messages_per_second=config.messages_per_second)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        media_host = config.media_host or config.host
+        app.state.media = await start_media(media_host, config.media_port, config.public_ip or None)
+        log.info(
+            "media on udp %s:%d, candidates for %s",
+            media_host,
+            app.state.media.candidate_port,
+            app.state.media.candidate_ip,
+        )
+        try:
+            yield
+        finally:
+            app.state.media.close()
+
     async def rtc(ws: WebSocket) -> None:
-        session = SignalingSession(ws, manager, config.keys, clock=clock, limits=limits, on_event=metrics.count)
+        session = SignalingSession(
+            ws, manager, config.keys, clock=clock, limits=limits, on_event=metrics.count, media=ws.app.state.media
+        )
         await session.run()
 
     async def healthz(request: Request) -> Response:
@@ -80,7 +101,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         *admin.routes(),
         *(Route(path, page(filename)) for path, filename in PAGES.items()),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.manager = manager
     app.state.config = config
     app.state.metrics = metrics

@@ -22,6 +22,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("serve", help="run the server (embedded defaults: one node, in-memory rooms)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP/WebSocket port (default 7880)")
+    p.add_argument("--media-port", type=int, dest="media_port", help="UDP port for all media (default 7882; 0 = any)")
+    p.add_argument("--public-ip", dest="public_ip", help="IP announced in ICE candidates (default: the bind address)")
     p.add_argument("--config", help="TOML config file (also ROOMCAST_CONFIG)")
     p.add_argument("--max-rooms", type=int, dest="max_rooms")
     p.add_argument("--max-participants", type=int, dest="max_participants", help="default per-room limit")
@@ -90,6 +92,8 @@ def serve(args: argparse.Namespace) -> int:
         {
             "host": args.host,
             "port": args.port,
+            "media_port": args.media_port,
+            "public_ip": args.public_ip,
             "max_rooms": args.max_rooms,
             "max_participants": args.max_participants,
             "log_level": args.log_level,
@@ -110,7 +114,7 @@ def serve(args: argparse.Namespace) -> int:
             ws_max_size=WS_MAX_FRAME,
             ws_ping_interval=20,
             ws_ping_timeout=20,
-            lifespan="off",
+            lifespan="on",
             timeout_graceful_shutdown=5,
         )
     )

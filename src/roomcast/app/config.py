@@ -21,6 +21,9 @@ class ConfigError(ValueError):
 class Config:
     host: str = "127.0.0.1"
     port: int = 7880
+    media_port: int = 7882
+    media_host: str = ""
+    public_ip: str = ""
     api_key: str = ""
     api_secret: str = ""
     max_rooms: int = 1000

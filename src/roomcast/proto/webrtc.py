@@ -1,0 +1,223 @@
+"""One WebRTC transport: ICE-lite + DTLS + SRTP over a single 5-tuple, demultiplexed per RFC 7983.
+
+It owns no socket and no clock. Media leaves it through two callbacks (``on_rtp``/``on_rtcp``, called
+with decrypted packets) instead of event objects, because they run once per packet on the hot path;
+everything rarer is an event from :meth:`poll_event`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from roomcast.proto.common import Addr, Transmit
+from roomcast.proto.dtls import (
+    ApplicationData,
+    DtlsCertificate,
+    DtlsClosed,
+    DtlsConnection,
+    DtlsFailed,
+    HandshakeComplete,
+)
+from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, Selected
+from roomcast.proto.srtp import SrtpContext, SrtpError
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConnected:
+    """DTLS finished and SRTP keys are installed: media can flow."""
+
+    remote: Addr
+    srtp_profile: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransportDataIn:
+    """DTLS application data (SCTP for data channels)."""
+
+    data: bytes
+
+
+TransportEvent = TransportConnected | TransportFailed | TransportDataIn
+
+PacketHandler = Callable[[bytes], None]
+
+
+def _ignore(_: bytes) -> None:
+    return None
+
+
+def new_ice_credentials() -> tuple[str, str]:
+    """RFC 8839 §5.4: ufrag ≥ 24 bits and pwd ≥ 128 bits of randomness, ice-chars only."""
+    return secrets.token_hex(4), secrets.token_hex(16)
+
+
+class WebRtcTransport:
+    def __init__(
+        self,
+        certificate: DtlsCertificate,
+        *,
+        remote_ufrag: str,
+        remote_pwd: str,
+        remote_fingerprints: list[tuple[str, str]],
+        dtls_role: str = "server",
+        local_ufrag: str | None = None,
+        local_pwd: str | None = None,
+        consent_timeout: float = 30.0,
+    ) -> None:
+        if local_ufrag is None or local_pwd is None:
+            local_ufrag, local_pwd = new_ice_credentials()
+        self.local_ufrag = local_ufrag
+        self.local_pwd = local_pwd
+        self.ice = IceLiteAgent(local_ufrag, local_pwd, remote_ufrag, remote_pwd, consent_timeout=consent_timeout)
+        self.dtls = DtlsConnection(certificate, role=dtls_role, remote_fingerprints=remote_fingerprints)  # type: ignore[arg-type]
+        self.remote: Addr | None = None
+        self.srtp: SrtpContext | None = None
+        self.closed = False
+        self.connected = False
+        self.on_rtp: PacketHandler = _ignore
+        self.on_rtcp: PacketHandler = _ignore
+        self.counters: Counter[str] = Counter()
+        self._validated: set[Addr] = set()
+        self._transmits: deque[Transmit] = deque()
+        self._events: deque[TransportEvent] = deque()
+        self._dtls_started = False
+        self.now = 0.0  # time of the latest input, for handlers that run inside it (e.g. throttles)
+
+    # ------------------------------------------------------------------ input
+
+    def is_validated(self, remote: Addr) -> bool:
+        return remote in self._validated
+
+    def handle_datagram(self, data: bytes, remote: Addr, now: float) -> None:
+        if self.closed or not data:
+            return
+        self.now = now
+        first = data[0]
+        if first > 127 and first < 192:
+            self._handle_srtp(data, remote)
+        elif first < 4:
+            self.ice.handle_stun(data, remote, now)
+            self._drain_ice(now)
+        elif 19 < first < 64:
+            if remote not in self._validated:
+                self.counters["dtls_unvalidated_address"] += 1
+                return
+            self.dtls.handle_datagram(data, now)
+            self._drain_dtls()
+        else:
+            self.counters["unknown_packet"] += 1
+
+    def _handle_srtp(self, data: bytes, remote: Addr) -> None:
+        srtp = self.srtp
+        if srtp is None or remote not in self._validated:
+            self.counters["media_before_keys"] += 1
+            return
+        if len(data) < 12:
+            self.counters["rtp_too_short"] += 1
+            return
+        try:
+            if 191 < data[1] < 224:  # RFC 5761 §4: RTCP packet types 192-223 share the port
+                self.on_rtcp(srtp.unprotect_rtcp(data))
+            else:
+                self.on_rtp(srtp.unprotect(data))
+        except SrtpError:
+            self.counters["srtp_unprotect_failed"] += 1
+
+    def handle_timeout(self, now: float) -> None:
+        if self.closed:
+            return
+        self.now = now
+        self.ice.handle_timeout(now)
+        self._drain_ice(now)
+        self.dtls.handle_timeout(now)
+        self._drain_dtls()
+
+    # ------------------------------------------------------------------ output
+
+    def send_rtp(self, packet: bytes | bytearray) -> None:
+        if self.srtp is None or self.remote is None or self.closed:
+            self.counters["send_before_connected"] += 1
+            return
+        self._transmits.append(Transmit(self.remote, self.srtp.protect(packet)))
+
+    def send_rtcp(self, packet: bytes | bytearray) -> None:
+        if self.srtp is None or self.remote is None or self.closed:
+            return
+        self._transmits.append(Transmit(self.remote, self.srtp.protect_rtcp(packet)))
+
+    def send_data(self, data: bytes) -> None:
+        """DTLS application data (SCTP)."""
+        if not self.closed:
+            self.dtls.send(data)
+            self._drain_dtls()
+
+    def poll_transmit(self) -> Transmit | None:
+        return self._transmits.popleft() if self._transmits else None
+
+    def poll_event(self) -> TransportEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def poll_timeout(self) -> float | None:
+        if self.closed:
+            return None
+        times = [t for t in (self.ice.poll_timeout(), self.dtls.poll_timeout()) if t is not None]
+        return min(times) if times else None
+
+    def close(self, reason: str = "closed") -> None:
+        if self.closed:
+            return
+        try:
+            self.dtls.close()
+            self._drain_dtls()
+        except Exception:
+            self.counters["close_error"] += 1
+        self.closed = True
+        self.srtp = None
+
+    # ------------------------------------------------------------------ internals
+
+    def _drain_ice(self, now: float) -> None:
+        while (item := self.ice.poll_transmit()) is not None:
+            self._transmits.append(item)
+            self._validated.add(item.remote)  # we only answer checks that passed integrity
+        while (event := self.ice.poll_event()) is not None:
+            if isinstance(event, Selected):
+                self.remote = event.remote
+                self._validated.add(event.remote)
+                if not self._dtls_started:
+                    self._dtls_started = True
+                    self.dtls.start(now)
+                    self._drain_dtls()
+            elif isinstance(event, ConsentExpired):
+                self._fail("ice_consent_expired")
+
+    def _drain_dtls(self) -> None:
+        while (record := self.dtls.poll_transmit()) is not None:
+            if self.remote is not None:
+                self._transmits.append(Transmit(self.remote, record))
+        while (event := self.dtls.poll_event()) is not None:
+            if isinstance(event, HandshakeComplete):
+                self.srtp = SrtpContext(event.srtp_profile, event.local_key, event.remote_key)
+                self.connected = True
+                assert self.remote is not None
+                self._events.append(TransportConnected(self.remote, event.srtp_profile))
+            elif isinstance(event, ApplicationData):
+                self._events.append(TransportDataIn(event.data))
+            elif isinstance(event, DtlsFailed):
+                self._fail("dtls_failed: " + event.reason)
+            elif isinstance(event, DtlsClosed):
+                self._fail("dtls_closed")
+
+    def _fail(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.srtp = None
+            self._events.append(TransportFailed(reason))

@@ -1,0 +1,182 @@
+"""One UDP socket for every peer: demultiplex, drive sans-IO connections, run their timers.
+
+Demultiplexing (DESIGN "one port, many peers"): a datagram from a known remote address goes straight to
+its connection (one dict lookup, the hot path). From an unknown address only a STUN request can be
+accepted: its USERNAME names the local ufrag of exactly one connection, and once that connection has
+validated the check (integrity), the address is bound to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from roomcast.proto.common import Addr, Transmit
+from roomcast.wire.stun import is_stun, peek_username
+
+log = logging.getLogger("roomcast.runtime")
+
+
+class Connection(Protocol):
+    """What the endpoint needs of a sans-IO connection (e.g. :class:`~roomcast.proto.webrtc.WebRtcTransport`)."""
+
+    local_ufrag: str
+    closed: bool
+
+    def handle_datagram(self, data: bytes, remote: Addr, now: float) -> None: ...
+
+    def handle_timeout(self, now: float) -> None: ...
+
+    def poll_transmit(self) -> Transmit | None: ...
+
+    def poll_timeout(self) -> float | None: ...
+
+    def is_validated(self, remote: Addr) -> bool: ...
+
+
+class UdpEndpoint(asyncio.DatagramProtocol):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.transport: asyncio.DatagramTransport | None = None
+        self.by_ufrag: dict[str, Connection] = {}
+        self.by_addr: dict[Addr, Connection] = {}
+        self._addrs: dict[Connection, set[Addr]] = {}
+        self._timers: dict[Connection, asyncio.TimerHandle] = {}
+        self._listeners: dict[Connection, Callable[[], None]] = {}
+        self.drops: Counter[str] = Counter()
+        self.datagrams_in = 0
+        self.datagrams_out = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def bind(cls, host: str, port: int, clock: Callable[[], float] = time.monotonic) -> UdpEndpoint:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_datagram_endpoint(lambda: cls(clock), local_addr=(host, port))
+        return protocol
+
+    @property
+    def local_address(self) -> Addr:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+
+    def close(self) -> None:
+        for conn in list(self.by_ufrag.values()):
+            self.remove(conn)
+        if self.transport is not None:
+            self.transport.close()
+
+    # ------------------------------------------------------------------ connections
+
+    def add(self, conn: Connection, on_activity: Callable[[], None]) -> None:
+        """Register ``conn``; ``on_activity`` runs after every input so its owner can drain events."""
+        self.by_ufrag[conn.local_ufrag] = conn
+        self._addrs[conn] = set()
+        self._listeners[conn] = on_activity
+        self._schedule(conn)
+
+    def remove(self, conn: Connection) -> None:
+        if self.by_ufrag.get(conn.local_ufrag) is conn:
+            del self.by_ufrag[conn.local_ufrag]
+        for addr in self._addrs.pop(conn, ()):
+            if self.by_addr.get(addr) is conn:
+                del self.by_addr[addr]
+        timer = self._timers.pop(conn, None)
+        if timer is not None:
+            timer.cancel()
+        self._listeners.pop(conn, None)
+
+    # ------------------------------------------------------------------ input
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        remote: Addr = (str(addr[0]), int(addr[1]))
+        self.datagrams_in += 1
+        conn = self.by_addr.get(remote)
+        if conn is None:
+            conn = self._accept_new(data, remote)
+            if conn is None:
+                return
+        try:
+            conn.handle_datagram(data, remote, self.clock())
+        except Exception:  # a bug in one connection must not take the socket down
+            self.drops["exception"] += 1
+            log.exception("connection %s failed on a datagram", conn.local_ufrag)
+            return
+        if remote not in self._addrs.get(conn, ()) and conn.is_validated(remote):
+            self._addrs[conn].add(remote)
+            self.by_addr[remote] = conn
+        self._after_input(conn)
+
+    def _accept_new(self, data: bytes, remote: Addr) -> Connection | None:
+        if not is_stun(data):
+            self.drops["unknown_address"] += 1
+            return None
+        username = peek_username(data)
+        if username is None:
+            self.drops["stun_no_username"] += 1
+            return None
+        local = username.split(b":", 1)[0].decode("ascii", "replace") if isinstance(username, bytes) else username
+        local = local.split(":", 1)[0]
+        conn = self.by_ufrag.get(local)
+        if conn is None:
+            self.drops["unknown_ufrag"] += 1
+        return conn
+
+    def error_received(self, exc: Exception) -> None:
+        self.drops["socket_error"] += 1
+
+    # ------------------------------------------------------------------ output and timers
+
+    def _after_input(self, conn: Connection) -> None:
+        self.flush(conn)
+        listener = self._listeners.get(conn)
+        if listener is not None:
+            listener()
+        self.flush(conn)
+        self._schedule(conn)
+
+    def flush(self, conn: Connection) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        while (item := conn.poll_transmit()) is not None:
+            transport.sendto(item.data, item.remote)
+            self.datagrams_out += 1
+
+    def _schedule(self, conn: Connection) -> None:
+        if conn not in self._listeners:
+            return
+        when = conn.poll_timeout()
+        old = self._timers.pop(conn, None)
+        if old is not None:
+            old.cancel()
+        if when is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - self.clock())
+        self._timers[conn] = loop.call_at(loop.time() + delay, self._on_timer, conn)
+
+    def _on_timer(self, conn: Connection) -> None:
+        self._timers.pop(conn, None)
+        if conn not in self._listeners:
+            return
+        try:
+            conn.handle_timeout(self.clock())
+        except Exception:
+            self.drops["exception"] += 1
+            log.exception("connection %s failed on a timeout", conn.local_ufrag)
+            return
+        self._after_input(conn)
+
+    def poke(self, conn: Connection) -> None:
+        """Flush and reschedule after the owner fed ``conn`` from outside (e.g. sent media)."""
+        self.flush(conn)
+        self._schedule(conn)

@@ -1,0 +1,165 @@
+"""The echo endpoint (like Janus EchoTest): every packet a browser sends comes straight back.
+
+It exercises the whole forwarding path of the SFU on one connection: SSRC demultiplexing (by SDP and by
+the RFC 8843 MID header extension), the consumer rewrite, NACK answered from the RTX ring, keyframe
+requests relayed upstream through the throttle. Payload types and extension ids need no rewriting:
+the answer kept the offer's.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+
+from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
+from roomcast.proto.webrtc import WebRtcTransport
+from roomcast.sfu.consumer import Consumer, rtp_header_length
+from roomcast.sfu.feedback import KeyframeThrottle
+from roomcast.wire import ParseError
+from roomcast.wire.rtcp import Fir, GenericNack, Pli, parse_compound
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+SERVER_SSRC = 1  # SSRC of our own RTCP feedback (RFC 4585 §6.1 allows any; 1 is never a media SSRC of ours)
+
+
+def read_extension(pkt: bytes, ext_id: int) -> bytes | None:
+    """Value of one-byte (0xBEDE) or two-byte (0x100x) header extension ``ext_id`` (RFC 8285 §4)."""
+    if not pkt[0] & 0x10:
+        return None
+    pos = 12 + 4 * (pkt[0] & 0x0F)
+    if pos + 4 > len(pkt):
+        return None
+    profile, words = struct.unpack_from("!HH", pkt, pos)
+    pos += 4
+    end = pos + 4 * words
+    if end > len(pkt):
+        return None
+    two_byte = (profile & 0xFFF0) == 0x1000
+    if profile != 0xBEDE and not two_byte:
+        return None
+    while pos < end:
+        if pkt[pos] == 0:
+            pos += 1
+            continue
+        if two_byte:
+            if pos + 2 > end:
+                return None
+            ident, length = pkt[pos], pkt[pos + 1]
+            pos += 2
+        else:
+            ident, length = pkt[pos] >> 4, (pkt[pos] & 0x0F) + 1
+            pos += 1
+            if ident == 15:
+                return None
+        if ident == ext_id:
+            return pkt[pos : pos + length] if pos + length <= end else None
+        pos += length
+    return None
+
+
+class _Stream:
+    __slots__ = ("consumer", "media", "source_ssrc", "throttle")
+
+    def __init__(self, media: NegotiatedMedia, consumer: Consumer) -> None:
+        self.media = media
+        self.consumer = consumer
+        self.source_ssrc: int | None = None
+        self.throttle = KeyframeThrottle(0.5)
+
+
+class EchoSession:
+    def __init__(self, transport: WebRtcTransport, negotiated: NegotiatedAnswer) -> None:
+        self.transport = transport
+        self.counters: Counter[str] = Counter()
+        self._by_ssrc: dict[int, _Stream] = {}
+        self._rtx_ssrcs: dict[int, _Stream] = {}
+        self._by_mid: dict[str, _Stream] = {}
+        self._by_send_ssrc: dict[int, _Stream] = {}
+        self._mid_ids: set[int] = set()
+        for media in negotiated.media:
+            if media.send_ssrc is None:
+                continue
+            consumer = Consumer(
+                ssrc=media.send_ssrc,
+                kind=media.kind,
+                clock_rate=media.clock_rate,
+                send=transport.send_rtp,
+                rtx_ssrc=media.send_rtx_ssrc,
+                rtx_pt=dict(media.rtx),
+            )
+            stream = _Stream(media, consumer)
+            self._by_mid[media.mid] = stream
+            self._by_send_ssrc[media.send_ssrc] = stream
+            for ssrc in media.remote_ssrcs:
+                self._by_ssrc[ssrc] = stream
+            for rtx_ssrc in media.remote_rtx.values():
+                self._rtx_ssrcs[rtx_ssrc] = stream
+            mid_id = media.extensions.get(MID_URI)
+            if mid_id is not None:
+                self._mid_ids.add(mid_id)
+        transport.on_rtp = self.on_rtp
+        transport.on_rtcp = self.on_rtcp
+
+    # ------------------------------------------------------------------ media in
+
+    def on_rtp(self, pkt: bytes) -> None:
+        if len(pkt) < 12 or rtp_header_length(pkt) < 0:
+            self.counters["rtp_malformed"] += 1
+            return
+        ssrc = int.from_bytes(pkt[8:12], "big")
+        stream = self._by_ssrc.get(ssrc)
+        if stream is None:
+            if ssrc in self._rtx_ssrcs:
+                self.counters["rtx_in_dropped"] += 1  # we never NACK upstream in echo mode
+                return
+            stream = self._learn(pkt, ssrc)
+            if stream is None:
+                self.counters["unknown_ssrc"] += 1
+                return
+        stream.source_ssrc = ssrc
+        stream.consumer.forward(pkt, ssrc, self.transport.now)
+        self.counters["rtp_echoed"] += 1
+
+    def _learn(self, pkt: bytes, ssrc: int) -> _Stream | None:
+        """No a=ssrc for this SSRC: the RFC 8843 MID extension says which m-line it belongs to."""
+        for ext_id in self._mid_ids:
+            mid = read_extension(pkt, ext_id)
+            if mid is not None:
+                stream = self._by_mid.get(mid.decode("ascii", "replace"))
+                if stream is not None:
+                    if (pkt[1] & 0x7F) in stream.media.rtx.values():
+                        self._rtx_ssrcs[ssrc] = stream
+                        return None
+                    self._by_ssrc[ssrc] = stream
+                    return stream
+        return None
+
+    def on_rtcp(self, data: bytes) -> None:
+        try:
+            packets = parse_compound(data)
+        except ParseError:
+            self.counters["rtcp_malformed"] += 1
+            return
+        for packet in packets:
+            if isinstance(packet, GenericNack):
+                stream = self._by_send_ssrc.get(packet.media_ssrc)
+                if stream is not None:
+                    self.counters["nack_in"] += 1
+                    self.counters["retransmitted"] += stream.consumer.retransmit(list(packet.lost))
+            elif isinstance(packet, Pli | Fir):
+                media_ssrcs = [packet.media_ssrc] if isinstance(packet, Pli) else [s for s, _ in packet.entries]
+                for media_ssrc in media_ssrcs:
+                    stream = self._by_send_ssrc.get(media_ssrc)
+                    if stream is not None and stream.source_ssrc is not None:
+                        self._request_keyframe(stream)
+
+    def _request_keyframe(self, stream: _Stream) -> None:
+        if stream.source_ssrc is None or not stream.throttle.allow(self.transport.now):
+            self.counters["pli_throttled"] += 1
+            return
+        self.counters["pli_forwarded"] += 1
+        self.transport.send_rtcp(Pli(SERVER_SSRC, stream.source_ssrc).serialize())
+
+    def on_tick(self, now: float) -> None:
+        """Called after every input; nothing periodic yet (receiver reports come with the SFU)."""
+        return None
