@@ -20,9 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL, crypto  # crypto: certificate dump of the peer
 
 HANDSHAKE_TIMEOUT = 30.0
+INITIAL_RTO = 1.0
+MAX_RTO = 8.0
 MTU = 1200
 
 # RFC 5764 §4.1.2 / RFC 7714 §14.2: name -> (key length, salt length)
@@ -135,11 +137,16 @@ class DtlsConnection:
         self._events: deque[DtlsEvent] = deque()
         self._deadline: float | None = None
         self._handshake_deadline: float | None = None
+        # Our own flight retransmission (RFC 6347 §4.2.4): OpenSSL's timer reads the wall clock, which
+        # would make the machine depend on real time; we resend the last flight on *our* clock instead.
+        self._flight: list[bytes] = []
+        self._new_flight = True
+        self._rto = INITIAL_RTO
         ctx = SSL.Context(SSL.DTLS_METHOD)
         ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
         ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True)
-        ctx.use_certificate(crypto.X509.from_cryptography(certificate.cert))
-        ctx.use_privatekey(crypto.PKey.from_cryptography_key(certificate.key))
+        ctx.use_certificate(certificate.cert)
+        ctx.use_privatekey(certificate.key)
         ctx.set_tlsext_use_srtp(":".join(srtp_profiles).encode())
         self._ssl = SSL.Connection(ctx)
         self._ssl.set_ciphertext_mtu(MTU)
@@ -168,6 +175,11 @@ class DtlsConnection:
         except SSL.Error:
             self._fail("cannot buffer record")
             return
+        self._new_flight = True
+        if self.state == "connected" and data[0] in (20, 22) and self._flight:
+            # The peer is retransmitting its last handshake flight: ours (the final one) was lost.
+            # OpenSSL does not resend it by itself once connected (RFC 6347 §4.2.4 says it must).
+            self._transmits.extend(self._flight)
         if self.state == "handshaking":
             self._handshake(now)
         if self.state == "connected":
@@ -181,13 +193,9 @@ class DtlsConnection:
             self._fail("handshake timed out")
             return
         if self._deadline is not None and now >= self._deadline:
-            try:
-                self._ssl.DTLSv1_handle_timeout()
-            except SSL.Error as exc:
-                self._fail(f"retransmission failed: {exc}")
-                return
-            self._flush()
-            self._update_deadline(now)
+            self._transmits.extend(self._flight)
+            self._rto = min(MAX_RTO, self._rto * 2)
+            self._deadline = now + self._rto
 
     def send(self, data: bytes) -> None:
         if self.state != "connected":
@@ -284,8 +292,8 @@ class DtlsConnection:
             self._events.append(ApplicationData(data))
 
     def _update_deadline(self, now: float) -> None:
-        timeout = self._ssl.DTLSv1_get_timeout()
-        self._deadline = None if timeout is None else now + timeout
+        if self._flight and self._deadline is None:
+            self._deadline = now + self._rto
 
     def _flush(self) -> None:
         """Move OpenSSL's output into datagrams of whole records, at most :data:`MTU` bytes each.
@@ -302,6 +310,7 @@ class DtlsConnection:
                 break
             self._pending += chunk
         pending = self._pending
+        sent_before = len(self._transmits)
         datagram = bytearray()
         pos = 0
         while pos + 13 <= len(pending):
@@ -316,6 +325,15 @@ class DtlsConnection:
         if datagram:
             self._transmits.append(bytes(datagram))
         self._pending = pending[pos:]
+        if self.state == "handshaking" and len(self._transmits) > sent_before:
+            new = list(self._transmits)[sent_before:]
+            if self._new_flight:
+                self._flight = new
+                self._new_flight = False
+                self._rto = INITIAL_RTO
+                self._deadline = None
+            else:
+                self._flight += new
 
     def _fail(self, reason: str) -> None:
         if self.state in ("failed", "closed"):
