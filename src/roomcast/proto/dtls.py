@@ -144,7 +144,9 @@ class DtlsConnection:
         self._rto = INITIAL_RTO
         ctx = SSL.Context(SSL.DTLS_METHOD)
         ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
-        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True)
+        # The certificate is checked against the SDP fingerprint *during* the handshake, so a mismatch
+        # aborts with a bad_certificate alert before any Finished is sent and the peer fails fast.
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._verify)
         ctx.use_certificate(certificate.cert)
         ctx.use_privatekey(certificate.key)
         ctx.set_tlsext_use_srtp(":".join(srtp_profiles).encode())
@@ -239,7 +241,12 @@ class DtlsConnection:
             return
         except SSL.Error as exc:
             self._flush()
-            self._fail(f"handshake failed: {exc}")
+            certificate_error = "certificate" in str(exc)
+            self._fail(
+                "peer certificate does not match the SDP fingerprint"
+                if certificate_error
+                else f"handshake failed: {exc}"
+            )
             return
         self._flush()
         self._on_handshake_done()
@@ -264,6 +271,11 @@ class DtlsConnection:
         self.state = "connected"
         self._deadline = self._handshake_deadline = None
         self._events.append(HandshakeComplete(profile, local, remote))
+
+    def _verify(self, conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+        if depth != 0:
+            return True
+        return self._fingerprint_matches(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert))
 
     def _fingerprint_matches(self, der: bytes) -> bool:
         checked = 0
