@@ -11,6 +11,8 @@ import pytest
 
 from tests.support.server import ServerProcess
 
+pytest_plugins = ["tests.support.browser_fixtures"]
+
 ARTIFACTS = Path(os.environ.get("ROOMCAST_TEST_ARTIFACTS", "test-artifacts"))
 
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from playwright.async_api import Page
 
-from tests.e2e.conftest import NewPage
 from tests.signaling.wsclient import dev_token
+from tests.support.browser_fixtures import NewPage
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import NewPage
 from tests.e2e.test_call import AUDIO_PACKETS, FRAMES_DECODED, wait_stat
+from tests.support.browser_fixtures import NewPage
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser

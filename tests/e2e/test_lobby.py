@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import NewPage
 from tests.signaling.wsclient import Client
+from tests.support.browser_fixtures import NewPage
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser

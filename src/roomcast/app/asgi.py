@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -20,7 +22,7 @@ from starlette.websockets import WebSocket
 from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
-from roomcast.app.media import start_media
+from roomcast.app.media import MediaService, start_media
 from roomcast.signaling.rooms import RoomManager
 from roomcast.signaling.session import SessionLimits, SignalingSession
 
@@ -45,8 +47,39 @@ class Metrics:
             registry=self.registry,
         )
 
+    def watch_media(self, media: MediaService) -> None:
+        self.registry.register(_MediaCollector(media))
+
     def count(self, event: str) -> None:
         self.signaling.labels(event).inc()
+
+
+class _MediaCollector(Collector):
+    """Media counters are plain Counters on the hot path; they become metrics only when scraped."""
+
+    def __init__(self, media: MediaService) -> None:
+        self.media = media
+
+    def collect(self) -> Iterator[Metric]:
+        counters = self.media.counters()
+        forwarded = CounterMetricFamily("roomcast_media_forwarded_packets", "RTP packets sent on by the server")
+        forwarded.add_metric([], counters.get("rtp_echoed", 0) + counters.get("retransmitted", 0))
+        yield forwarded
+        dropped = CounterMetricFamily(
+            "roomcast_media_dropped", "Datagrams and packets dropped, by reason", labels=["reason"]
+        )
+        for name, value in sorted(counters.items()):
+            if name not in _NOT_DROPS:
+                dropped.add_metric([name], value)
+        yield dropped
+        yield GaugeMetricFamily("roomcast_media_transports", "Open WebRTC transports", value=self.media.transports())
+        datagrams = CounterMetricFamily("roomcast_media_datagrams", "UDP datagrams", labels=["direction"])
+        datagrams.add_metric(["in"], self.media.endpoint.datagrams_in)
+        datagrams.add_metric(["out"], self.media.endpoint.datagrams_out)
+        yield datagrams
+
+
+_NOT_DROPS = frozenset({"rtp_echoed", "retransmitted", "nack_in", "pli_forwarded", "ice_checks"})
 
 
 def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Starlette:
@@ -63,6 +96,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         media_host = config.media_host or config.host
         app.state.media = await start_media(media_host, config.media_port, config.public_ip or None)
+        metrics.watch_media(app.state.media)
         log.info(
             "media on udp %s:%d, candidates for %s",
             media_host,

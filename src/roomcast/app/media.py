@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ class MediaService:
     candidate_ip: str
     clock: Callable[[], float] = time.monotonic
     owners: dict[str, dict[str, _Owned]] = field(default_factory=dict)
+    retired: Counter[str] = field(default_factory=Counter)  # counters of closed connections
 
     @property
     def candidate_port(self) -> int:
@@ -114,6 +116,7 @@ class MediaService:
         owned.transport.close()
         self.endpoint.flush(owned.transport)
         self.endpoint.remove(owned.transport)
+        self.retired.update(self._counters_of(owned))
 
     def _on_activity(self, owner: str, target: str, owned: _Owned) -> None:
         transport = owned.transport
@@ -132,12 +135,25 @@ class MediaService:
             self.close_owner(owner)
         self.endpoint.close()
 
-    def stats(self) -> dict[str, int]:
-        return {
-            "transports": sum(len(v) for v in self.owners.values()),
-            "datagrams_in": self.endpoint.datagrams_in,
-            "datagrams_out": self.endpoint.datagrams_out,
-        }
+    @staticmethod
+    def _counters_of(owned: _Owned) -> Counter[str]:
+        total: Counter[str] = Counter()
+        total.update(owned.transport.counters)
+        total.update({"ice_" + k: v for k, v in owned.transport.ice.counters.items()})
+        total.update(owned.session.counters)
+        return total
+
+    def counters(self) -> Counter[str]:
+        """Everything counted by live and closed connections, plus the socket's own drops."""
+        total = Counter(self.retired)
+        for endpoints in self.owners.values():
+            for owned in endpoints.values():
+                total.update(self._counters_of(owned))
+        total.update({"socket_" + k: v for k, v in self.endpoint.drops.items()})
+        return total
+
+    def transports(self) -> int:
+        return sum(len(v) for v in self.owners.values())
 
 
 async def start_media(host: str, port: int, public_ip: str | None) -> MediaService:

@@ -1,4 +1,4 @@
-"""Real Chromium for end-to-end tests: one browser per session, a fresh context per participant."""
+"""Real Chromium fixtures (a plugin loaded by tests/conftest.py): one browser, a context per participant."""
 
 from __future__ import annotations
 
