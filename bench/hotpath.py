@@ -1,0 +1,7 @@
+"""Run the hot-path benchmark: ``python bench/hotpath.py`` (same as ``roomcast bench``)."""
+
+import sys
+
+from roomcast.app.bench import main
+
+sys.exit(main())
