@@ -4,8 +4,9 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomcast.sfu.consumer import Consumer, rtp_header_length
+from roomcast.sfu.consumer import Consumer
 from roomcast.sfu.feedback import KeyframeThrottle, NackGenerator, RtxRing
+from roomcast.wire.rtp import header_length as rtp_header_length
 
 
 def rtp(seq: int, ts: int, ssrc: int, pt: int = 96, marker: bool = False, payload: bytes = b"\x01\x02\x03") -> bytes:

@@ -12,21 +12,12 @@ import struct
 from collections.abc import Callable
 
 from roomcast.sfu.feedback import RtxRing
+from roomcast.wire.rtp import header_length
 
 _SEQ_TS = struct.Struct("!HI")
 _SEQ_TS_SSRC = struct.Struct("!HII")
 
 Sender = Callable[[bytes | bytearray], None]
-
-
-def rtp_header_length(pkt: bytes | bytearray) -> int:
-    """RFC 3550 §5.1 fixed header + CSRCs + RFC 8285 extension block; -1 when the packet is too short."""
-    length = 12 + 4 * (pkt[0] & 0x0F)
-    if pkt[0] & 0x10:
-        if len(pkt) < length + 4:
-            return -1
-        length += 4 + 4 * ((pkt[length + 2] << 8) | pkt[length + 3])
-    return length if length <= len(pkt) else -1
 
 
 class Consumer:
@@ -137,7 +128,7 @@ class Consumer:
                 rtx_pt = self.rtx_pt.get(pkt[1] & 0x7F)
                 if rtx_pt is None:
                     continue
-                header = rtp_header_length(pkt)
+                header = header_length(pkt)
                 if header < 0:
                     continue
                 if pkt[0] & 0x20:  # padding is not part of the original payload (RFC 4588 §4)

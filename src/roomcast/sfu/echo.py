@@ -8,53 +8,18 @@ the answer kept the offer's.
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 
 from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.webrtc import WebRtcTransport
-from roomcast.sfu.consumer import Consumer, rtp_header_length
+from roomcast.sfu.consumer import Consumer
 from roomcast.sfu.feedback import KeyframeThrottle
 from roomcast.wire import ParseError
 from roomcast.wire.rtcp import Fir, GenericNack, Pli, parse_compound
+from roomcast.wire.rtp import header_length, read_extension
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 SERVER_SSRC = 1  # SSRC of our own RTCP feedback (RFC 4585 §6.1 allows any; 1 is never a media SSRC of ours)
-
-
-def read_extension(pkt: bytes, ext_id: int) -> bytes | None:
-    """Value of one-byte (0xBEDE) or two-byte (0x100x) header extension ``ext_id`` (RFC 8285 §4)."""
-    if not pkt[0] & 0x10:
-        return None
-    pos = 12 + 4 * (pkt[0] & 0x0F)
-    if pos + 4 > len(pkt):
-        return None
-    profile, words = struct.unpack_from("!HH", pkt, pos)
-    pos += 4
-    end = pos + 4 * words
-    if end > len(pkt):
-        return None
-    two_byte = (profile & 0xFFF0) == 0x1000
-    if profile != 0xBEDE and not two_byte:
-        return None
-    while pos < end:
-        if pkt[pos] == 0:
-            pos += 1
-            continue
-        if two_byte:
-            if pos + 2 > end:
-                return None
-            ident, length = pkt[pos], pkt[pos + 1]
-            pos += 2
-        else:
-            ident, length = pkt[pos] >> 4, (pkt[pos] & 0x0F) + 1
-            pos += 1
-            if ident == 15:
-                return None
-        if ident == ext_id:
-            return pkt[pos : pos + length] if pos + length <= end else None
-        pos += length
-    return None
 
 
 class _Stream:
@@ -103,7 +68,7 @@ class EchoSession:
     # ------------------------------------------------------------------ media in
 
     def on_rtp(self, pkt: bytes) -> None:
-        if len(pkt) < 12 or rtp_header_length(pkt) < 0:
+        if len(pkt) < 12 or header_length(pkt) < 0:
             self.counters["rtp_malformed"] += 1
             return
         ssrc = int.from_bytes(pkt[8:12], "big")
