@@ -35,6 +35,10 @@ class Client:
         await client.send({"type": "join"})
         reply = await client.recv()
         assert reply["type"] == "joined", reply
+        if reply["mode"] == "sfu" and grants.get("can_subscribe", True):
+            tracks = await client.recv()
+            assert tracks["type"] == "tracks", tracks
+            reply["tracks"] = tracks["tracks"]
         return client, reply
 
     async def send(self, msg: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import binascii
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -43,6 +43,7 @@ _STATUS = {
 class CreateRoom(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     max_participants: int | None = None
+    mode: Literal["sfu", "p2p"] | None = None
 
 
 class MintToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -91,6 +92,7 @@ class AdminApi:
         self.config = config
         self.manager = manager
         self.clock = clock
+        self.room_stats: Callable[[str], dict[str, object] | None] = lambda room: None
 
     def routes(self) -> list[Route]:
         a = self._authed
@@ -100,6 +102,7 @@ class AdminApi:
             Route("/api/rooms/{room}", a(self.get_room), methods=["GET"]),
             Route("/api/rooms/{room}", a(self.delete_room), methods=["DELETE"]),
             Route("/api/rooms/{room}/participants", a(self.list_participants), methods=["GET"]),
+            Route("/api/rooms/{room}/stats", a(self.stats), methods=["GET"]),
             Route("/api/rooms/{room}/participants/{identity}", a(self.remove_participant), methods=["DELETE"]),
             Route("/api/tokens", a(self.mint_token), methods=["POST"]),
             Route("/api/dev-token", self.dev_token, methods=["GET"]),
@@ -170,7 +173,7 @@ class AdminApi:
         body: CreateRoom = await self._body(request, CreateRoom)
         if not caller.may(body.name):
             return error(403, "permission_denied", f"token is an admin of {caller.room!r} only")
-        room = self.manager.create_room(body.name, self.clock(), max_participants=body.max_participants)
+        room = self.manager.create_room(body.name, self.clock(), max_participants=body.max_participants, mode=body.mode)
         return JSONResponse(room_json(room), status_code=201)
 
     async def get_room(self, request: Request, caller: Caller) -> Response:
@@ -184,6 +187,12 @@ class AdminApi:
         room = self._room(request.path_params["room"])
         people = [msgspec.to_builtins(participant_info(p)) for p in room.participants.values()]
         return JSONResponse({"participants": people})
+
+    async def stats(self, request: Request, caller: Caller) -> Response:
+        """Per track bitrate inputs (packets, bytes), forwarding, NACK/PLI counts; per participant state."""
+        room = self._room(request.path_params["room"])
+        media = self.room_stats(room.name) or {"room": room.name, "tracks": [], "participants": {}, "counters": {}}
+        return JSONResponse({**media, "mode": room.mode, "num_participants": len(room.participants)})
 
     async def remove_participant(self, request: Request, caller: Caller) -> Response:
         room = self._room(request.path_params["room"])

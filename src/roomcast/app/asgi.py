@@ -63,15 +63,19 @@ class _MediaCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         counters = self.media.counters()
         forwarded = CounterMetricFamily("roomcast_media_forwarded_packets", "RTP packets sent on by the server")
-        forwarded.add_metric([], counters.get("rtp_echoed", 0) + counters.get("retransmitted", 0))
+        forwarded.add_metric([], sum(counters.get(k, 0) for k in ("rtp_echoed", "forwarded", "retransmitted")))
         yield forwarded
         dropped = CounterMetricFamily(
             "roomcast_media_dropped", "Datagrams and packets dropped, by reason", labels=["reason"]
         )
+        events = CounterMetricFamily("roomcast_media_events", "Feedback and recovery events", labels=["event"])
         for name, value in sorted(counters.items()):
-            if name not in _NOT_DROPS:
+            if name.startswith("socket_") or (name.startswith("ice_") and name != "ice_checks") or name in _DROPS:
                 dropped.add_metric([name], value)
+            else:
+                events.add_metric([name], value)
         yield dropped
+        yield events
         yield GaugeMetricFamily("roomcast_media_transports", "Open WebRTC transports", value=self.media.transports())
         datagrams = CounterMetricFamily("roomcast_media_datagrams", "UDP datagrams", labels=["direction"])
         datagrams.add_metric(["in"], self.media.endpoint.datagrams_in)
@@ -79,7 +83,23 @@ class _MediaCollector(Collector):
         yield datagrams
 
 
-_NOT_DROPS = frozenset({"rtp_echoed", "retransmitted", "nack_in", "pli_forwarded", "ice_checks"})
+_DROPS = frozenset(
+    {
+        "rtp_malformed",
+        "rtp_too_short",
+        "rtcp_malformed",
+        "unknown_ssrc",
+        "unknown_packet",
+        "srtp_unprotect_failed",
+        "media_before_keys",
+        "dtls_unvalidated_address",
+        "rtx_padding_dropped",
+        "rtx_malformed",
+        "rtx_in_dropped",
+        "pli_throttled",
+        "send_before_connected",
+    }
+)
 
 
 def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Starlette:
@@ -87,6 +107,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         max_rooms=config.max_rooms,
         default_max_participants=config.max_participants,
         auto_create=config.auto_create_rooms,
+        default_mode="sfu" if config.default_room_mode == "sfu" else "p2p",
     )
     metrics = Metrics(manager)
     admin = AdminApi(config, manager, clock)
@@ -97,6 +118,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         media_host = config.media_host or config.host
         app.state.media = await start_media(media_host, config.media_port, config.public_ip or None)
         metrics.watch_media(app.state.media)
+        app.state.media.on_tracks_changed = manager.broadcast_tracks
+        app.state.media.max_incoming_bitrate = config.max_incoming_bitrate
+        admin.room_stats = app.state.media.room_stats
         log.info(
             "media on udp %s:%d, candidates for %s",
             media_host,

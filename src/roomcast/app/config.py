@@ -29,6 +29,8 @@ class Config:
     max_rooms: int = 1000
     max_participants: int = 50
     auto_create_rooms: bool = True
+    default_room_mode: str = "sfu"
+    max_incoming_bitrate: int = 0
     join_timeout: float = 10.0
     messages_per_second: float = 50.0
     log_level: str = "info"
@@ -97,6 +99,8 @@ def load(
         raise ConfigError("set both ROOMCAST_API_KEY and ROOMCAST_API_SECRET, or neither for dev mode")
     if not (0 <= config.port <= 65535):
         raise ConfigError(f"port {config.port} out of range")
+    if config.default_room_mode not in ("sfu", "p2p"):
+        raise ConfigError("default_room_mode must be 'sfu' or 'p2p'")
     if config.max_participants < 1 or config.max_rooms < 1:
         raise ConfigError("max_participants and max_rooms must be at least 1")
     return config

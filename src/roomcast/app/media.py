@@ -1,7 +1,7 @@
 """The media plane as signaling sees it: one UDP endpoint, one DTLS certificate, server endpoints.
 
-Implements :class:`roomcast.signaling.media.MediaBackend`. Today the only server endpoint is the echo
-test (``$echo``); SFU rooms plug in here next.
+Implements :class:`roomcast.signaling.media.MediaBackend`: ``$echo`` (the echo test), and for SFU
+rooms ``$publish`` / ``$subscribe``, routed by one :class:`~roomcast.sfu.router.Router` per room.
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from roomcast.proto.dtls import DtlsCertificate
-from roomcast.proto.jsep import AnswerParams, NegotiationError, create_answer
+from roomcast.proto.jsep import AnswerParams, Mode, NegotiatedAnswer, NegotiationError, SendTrack, create_answer
 from roomcast.proto.webrtc import TransportConnected, TransportFailed, WebRtcTransport, new_ice_credentials
 from roomcast.runtime.udp import UdpEndpoint
 from roomcast.sfu.echo import EchoSession
-from roomcast.signaling.media import MediaError
+from roomcast.sfu.router import Router
+from roomcast.signaling.media import MediaError, OfferContext, PublishedTrack
 from roomcast.wire import ParseError
 from roomcast.wire.sdp import SessionDescription
 
 log = logging.getLogger("roomcast.media")
 
 MAX_ENDPOINTS_PER_OWNER = 4
+_MODES: dict[str, Mode] = {"$echo": "echo", "$publish": "publish", "$subscribe": "subscribe"}
 
 
 def announced_address(bind_host: str, public_ip: str | None) -> str:
@@ -35,7 +37,7 @@ def announced_address(bind_host: str, public_ip: str | None) -> str:
         return bind_host
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent by connect() on UDP
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: connect() on UDP sends nothing
             return str(probe.getsockname()[0])
         except OSError:
             return "127.0.0.1"
@@ -43,9 +45,11 @@ def announced_address(bind_host: str, public_ip: str | None) -> str:
 
 @dataclass(eq=False)
 class _Owned:
+    """One transport a participant holds, and what drives it."""
+
     transport: WebRtcTransport
-    session: EchoSession
-    created: float
+    room: str
+    echo: EchoSession | None = None
     connected: bool = False
 
 
@@ -56,7 +60,10 @@ class MediaService:
     candidate_ip: str
     clock: Callable[[], float] = time.monotonic
     owners: dict[str, dict[str, _Owned]] = field(default_factory=dict)
+    routers: dict[str, Router] = field(default_factory=dict)
     retired: Counter[str] = field(default_factory=Counter)  # counters of closed connections
+    on_tracks_changed: Callable[[str, list[PublishedTrack]], None] = lambda room, tracks: None
+    max_incoming_bitrate: int = 0
 
     @property
     def candidate_port(self) -> int:
@@ -64,25 +71,73 @@ class MediaService:
 
     # ------------------------------------------------------------------ MediaBackend
 
-    def handle_offer(self, owner: str, target: str, sdp: str) -> str:
-        if target != "$echo":
+    def handle_offer(self, owner: str, target: str, sdp: str, context: OfferContext) -> str:
+        mode = _MODES.get(target)
+        if mode is None:
             raise MediaError("unknown_endpoint", f"no server endpoint {target!r}")
         try:
             offer = SessionDescription.parse(sdp)
         except ParseError as exc:
             raise MediaError("invalid_sdp", f"cannot parse the offer: {exc}") from None
-        ufrag, pwd = new_ice_credentials()
+        existing = self.owners.get(owner, {}).get(target)
+        remote_ufrag = offer.media[0].ice_ufrag if offer.media else None
+        reuse = (
+            existing is not None
+            and not existing.transport.closed
+            and existing.transport.ice.remote_ufrag == remote_ufrag
+        )
+        if reuse:
+            assert existing is not None
+            ufrag, pwd = existing.transport.local_ufrag, existing.transport.local_pwd
+        else:
+            ufrag, pwd = new_ice_credentials()
+        router = self.routers.get(context.room) if mode != "echo" else None
+        if mode != "echo" and router is None:
+            router = self.routers[context.room] = Router(context.room, on_tracks_changed=self._tracks_changed)
+        media = router.participant(owner, context.identity) if router is not None else None
+        send_tracks: dict[str, SendTrack] = {}
+        if router is not None and mode == "subscribe":
+            for mid, sid in context.subscriptions.items():
+                producer = router.producers.get(sid)
+                if producer is not None and producer.owner != owner:
+                    send_tracks[mid] = SendTrack(producer.identity, producer.sid)
         params = AnswerParams(
             ice_ufrag=ufrag,
             ice_pwd=pwd,
             fingerprint=self.certificate.fingerprint[1],
             candidates=[(self.candidate_ip, self.candidate_port)],
-            mode="echo",
+            mode=mode,
+            send_tracks=send_tracks,
+            send_ssrcs=dict(media.send_ssrcs) if media is not None else {},
+            data_channels=False,
         )
         try:
             negotiated = create_answer(offer, params)
         except NegotiationError as exc:
             raise MediaError(exc.code, exc.message) from None
+        if reuse:
+            assert existing is not None
+            owned = existing
+        else:
+            owned = self._new_transport(owner, target, context.room, negotiated, ufrag, pwd)
+        if mode == "echo":
+            owned.echo = EchoSession(owned.transport, negotiated)
+        elif router is not None and media is not None:
+            for m in negotiated.media:
+                if m.send_ssrc is not None:
+                    media.send_ssrcs[m.mid] = (m.send_ssrc, m.send_rtx_ssrc)
+            if mode == "publish":
+                router.attach_publisher(media, owned.transport, negotiated, context.tracks)
+                if self.max_incoming_bitrate:
+                    router.cap_bitrate(owner, self.max_incoming_bitrate)
+            else:
+                router.attach_subscriber(media, owned.transport, negotiated, context.subscriptions)
+        self.endpoint.poke(owned.transport)
+        return negotiated.answer.serialize()
+
+    def _new_transport(
+        self, owner: str, target: str, room: str, negotiated: NegotiatedAnswer, ufrag: str, pwd: str
+    ) -> _Owned:
         self.close_endpoint(owner, target)
         endpoints = self.owners.setdefault(owner, {})
         if len(endpoints) >= MAX_ENDPOINTS_PER_OWNER:
@@ -96,18 +151,44 @@ class MediaService:
             local_ufrag=ufrag,
             local_pwd=pwd,
         )
-        session = EchoSession(transport, negotiated)
-        owned = _Owned(transport, session, self.clock())
+        owned = _Owned(transport, room)
         endpoints[target] = owned
         self.endpoint.add(transport, lambda: self._on_activity(owner, target, owned))
-        return negotiated.answer.serialize()
+        return owned
+
+    def room_tracks(self, room: str) -> list[PublishedTrack]:
+        router = self.routers.get(room)
+        if router is None:
+            return []
+        return [
+            PublishedTrack(p.sid, p.identity, p.kind, p.source, p.name, p.muted, p.track_id) for p in router.tracks()
+        ]
+
+    def set_muted(self, room: str, owner: str, track_sid: str, muted: bool) -> bool:
+        router = self.routers.get(room)
+        return router is not None and router.set_muted(owner, track_sid, muted)
 
     def close_owner(self, owner: str) -> None:
+        rooms = {owned.room for owned in self.owners.get(owner, {}).values()}
         for target in list(self.owners.get(owner, {})):
             self.close_endpoint(owner, target)
         self.owners.pop(owner, None)
+        for room in rooms:
+            router = self.routers.get(room)
+            if router is not None:
+                router.remove_participant(owner)
+                if not router.participants:
+                    self.retired.update(router.counters)
+                    del self.routers[room]
+
+    def room_stats(self, room: str) -> dict[str, object] | None:
+        router = self.routers.get(room)
+        return router.stats() if router is not None else None
 
     # ------------------------------------------------------------------ internals
+
+    def _tracks_changed(self, router: Router) -> None:
+        self.on_tracks_changed(router.room, self.room_tracks(router.room))
 
     def close_endpoint(self, owner: str, target: str) -> None:
         owned = self.owners.get(owner, {}).pop(target, None)
@@ -127,20 +208,20 @@ class MediaService:
             elif isinstance(event, TransportFailed):
                 log.info("media %s/%s failed: %s", owner, target, event.reason)
                 self.close_endpoint(owner, target)
+                if target in ("$publish", "$subscribe"):
+                    self.close_owner(owner)
                 return
-        owned.session.on_tick(self.clock())
-
-    def close(self) -> None:
-        for owner in list(self.owners):
-            self.close_owner(owner)
-        self.endpoint.close()
+        router = self.routers.get(owned.room)
+        if router is not None:
+            router.tick(self.clock())
 
     @staticmethod
     def _counters_of(owned: _Owned) -> Counter[str]:
         total: Counter[str] = Counter()
         total.update(owned.transport.counters)
         total.update({"ice_" + k: v for k, v in owned.transport.ice.counters.items()})
-        total.update(owned.session.counters)
+        if owned.echo is not None:
+            total.update(owned.echo.counters)
         return total
 
     def counters(self) -> Counter[str]:
@@ -149,11 +230,19 @@ class MediaService:
         for endpoints in self.owners.values():
             for owned in endpoints.values():
                 total.update(self._counters_of(owned))
+        for router in self.routers.values():
+            total.update(router.counters)
+            total["forwarded"] += sum(c.packets_sent for p in router.producers.values() for c in p.consumers)
         total.update({"socket_" + k: v for k, v in self.endpoint.drops.items()})
         return total
 
     def transports(self) -> int:
         return sum(len(v) for v in self.owners.values())
+
+    def close(self) -> None:
+        for owner in list(self.owners):
+            self.close_owner(owner)
+        self.endpoint.close()
 
 
 async def start_media(host: str, port: int, public_ip: str | None) -> MediaService:

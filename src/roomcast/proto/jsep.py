@@ -57,6 +57,7 @@ class AnswerParams:
     candidates: list[tuple[str, int]]
     mode: Mode = "echo"
     send_tracks: dict[str, SendTrack] = field(default_factory=dict)
+    send_ssrcs: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # keep SSRCs across renegotiation
     data_channels: bool = True
     max_message_size: int = 262144
     rng: random.Random | None = None
@@ -76,6 +77,7 @@ class NegotiatedMedia:
     send_ssrc: int | None
     send_rtx_ssrc: int | None
     track_id: str | None
+    remote_track_id: str | None = None  # the offerer's a=msid track id (publish metadata is keyed by it)
 
     @property
     def clock_rate(self) -> int:
@@ -193,8 +195,9 @@ def create_answer(offer: SessionDescription, params: AnswerParams) -> Negotiated
             continue
         direction = _direction(params.mode, m.direction, mid in params.send_tracks)
         sending = direction in ("sendrecv", "sendonly")
-        send_ssrc = rng.randint(1, 0xFFFFFFFF) if sending else None
-        send_rtx = rng.randint(1, 0xFFFFFFFF) if sending and rtx else None
+        fixed = params.send_ssrcs.get(mid)
+        send_ssrc = (fixed[0] if fixed else rng.randint(1, 0xFFFFFFFF)) if sending else None
+        send_rtx = (fixed[1] if fixed and fixed[1] else rng.randint(1, 0xFFFFFFFF)) if sending and rtx else None
         extensions = {uri: ident for ident, uri in m.extmaps() if uri in HEADER_EXTENSIONS}
         remote_ssrcs, remote_rtx = _remote_ssrcs(m)
         track = params.send_tracks.get(mid) or SendTrack("roomcast-echo", f"echo-{mid}")
@@ -241,6 +244,7 @@ def create_answer(offer: SessionDescription, params: AnswerParams) -> Negotiated
                 send_ssrc=send_ssrc,
                 send_rtx_ssrc=send_rtx,
                 track_id=track.track_id if sending else None,
+                remote_track_id=_msid_track(m),
             )
         )
     accepted = [m.mid for m in answered if m.port != 0 and m.mid is not None]
@@ -293,6 +297,18 @@ def _codec_attrs(codec: Codec) -> list[Attribute]:
 def _rejected(m: MediaDescription) -> MediaDescription:
     attrs: tuple[Attribute, ...] = (("mid", m.mid),) if m.mid is not None else ()
     return MediaDescription(m.kind, 0, m.proto, m.fmts[:1] or ("0",), "IN IP4 0.0.0.0", (*attrs, ("inactive", None)))
+
+
+def _msid_track(m: MediaDescription) -> str | None:
+    msid = m.value("msid")
+    if msid:
+        parts = msid.split()
+        return parts[1] if len(parts) > 1 else None
+    for attrs in m.ssrcs().values():
+        parts = attrs.get("msid", "").split()
+        if len(parts) > 1:
+            return parts[1]
+    return None
 
 
 def _int(value: str | None) -> int | None:

@@ -83,6 +83,9 @@ class WebRtcTransport:
         self.closed = False
         self.connected = False
         self.on_rtp: PacketHandler = _ignore
+        # Set by the runtime: send a datagram at once. Media forwarded from *another* connection's input
+        # then leaves immediately instead of waiting for this connection's next poll (hot path).
+        self.direct_send: Callable[[bytes, Addr], None] | None = None
         self.on_rtcp: PacketHandler = _ignore
         self.counters: Counter[str] = Counter()
         self._validated: set[Addr] = set()
@@ -146,7 +149,10 @@ class WebRtcTransport:
         if self.srtp is None or self.remote is None or self.closed:
             self.counters["send_before_connected"] += 1
             return
-        self._transmits.append(Transmit(self.remote, self.srtp.protect(packet)))
+        if self.direct_send is not None:
+            self.direct_send(self.srtp.protect(packet), self.remote)
+        else:
+            self._transmits.append(Transmit(self.remote, self.srtp.protect(packet)))
 
     def send_rtcp(self, packet: bytes | bytearray) -> None:
         if self.srtp is None or self.remote is None or self.closed:

@@ -80,6 +80,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         """Register ``conn``; ``on_activity`` runs after every input so its owner can drain events."""
         self.by_ufrag[conn.local_ufrag] = conn
         self._addrs[conn] = set()
+        if hasattr(conn, "direct_send"):
+            conn.direct_send = self._direct_send
         self._listeners[conn] = on_activity
         self._schedule(conn)
 
@@ -142,6 +144,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             listener()
         self.flush(conn)
         self._schedule(conn)
+
+    def _direct_send(self, data: bytes, remote: Addr) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, remote)
+            self.datagrams_out += 1
 
     def flush(self, conn: Connection) -> None:
         transport = self.transport

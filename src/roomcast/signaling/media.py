@@ -6,9 +6,29 @@ Signaling never imports the SFU; it hands offers addressed to a server endpoint 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
-SERVER_TARGETS = frozenset({"$echo"})
+SERVER_TARGETS = frozenset({"$echo", "$publish", "$subscribe"})
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedTrack:
+    sid: str
+    participant: str
+    kind: str
+    source: str
+    name: str
+    muted: bool
+    track_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OfferContext:
+    room: str
+    identity: str
+    tracks: dict[str, tuple[str, str]] = field(default_factory=dict)  # track id -> (source, name)
+    subscriptions: dict[str, str] = field(default_factory=dict)  # mid -> track sid
 
 
 class MediaError(Exception):
@@ -21,9 +41,13 @@ class MediaError(Exception):
 
 
 class MediaBackend(Protocol):
-    def handle_offer(self, owner: str, target: str, sdp: str) -> str:
+    def handle_offer(self, owner: str, target: str, sdp: str, context: OfferContext) -> str:
         """Answer ``sdp`` for the endpoint ``target`` on behalf of ``owner`` (a participant sid)."""
         ...
+
+    def room_tracks(self, room: str) -> list[PublishedTrack]: ...
+
+    def set_muted(self, room: str, owner: str, track_sid: str, muted: bool) -> bool: ...
 
     def close_owner(self, owner: str) -> None:
         """Release everything ``owner`` holds (it left or disconnected)."""

@@ -44,11 +44,22 @@ class Join(Message, tag="join", kw_only=True):
     metadata: str | None = None
 
 
+class TrackMeta(msgspec.Struct, kw_only=True):
+    """What a publisher says about a track it offers, keyed by the track id in its SDP's a=msid."""
+
+    track_id: str
+    source: Literal["camera", "microphone", "screen", "screen_audio", "unknown"] = "unknown"
+    name: str = ""
+
+
 class Offer(Message, tag="offer", kw_only=True):
-    """An SDP offer, relayed to ``to`` (peer-to-peer rooms) or answered by the server (media rooms)."""
+    """An SDP offer: relayed to a participant ``to`` (peer-to-peer rooms), or answered by a server endpoint
+    (``$publish`` with ``tracks``, ``$subscribe`` with ``subscriptions`` mid → track sid, ``$echo``)."""
 
     sdp: str
     to: str | None = None
+    tracks: list[TrackMeta] | None = None
+    subscriptions: dict[str, str] | None = None
 
 
 class Answer(Message, tag="answer", kw_only=True):
@@ -74,6 +85,13 @@ class SendData(Message, tag="data", kw_only=True):
     to: list[str] | None = None
 
 
+class Mute(Message, tag="mute", kw_only=True):
+    """Stop (or resume) forwarding one of my published tracks."""
+
+    track_sid: str
+    muted: bool
+
+
 class Leave(Message, tag="leave", kw_only=True):
     pass
 
@@ -82,7 +100,7 @@ class Ping(Message, tag="ping", kw_only=True):
     ts: float | None = None
 
 
-ClientMessage = Join | Offer | Answer | IceCandidate | SendData | Leave | Ping
+ClientMessage = Join | Offer | Answer | IceCandidate | SendData | Mute | Leave | Ping
 
 # ---------------------------------------------------------------- server → client
 
@@ -145,6 +163,22 @@ class DataReceived(Message, tag="data", kw_only=True):
     ts: float = 0.0
 
 
+class RemoteTrack(msgspec.Struct, kw_only=True):
+    sid: str
+    participant: str
+    kind: str
+    source: str
+    name: str = ""
+    muted: bool = False
+    track_id: str = ""
+
+
+class Tracks(Message, tag="tracks", kw_only=True):
+    """Every track published in the room (SFU mode), sent on join and whenever it changes."""
+
+    tracks: list[RemoteTrack]
+
+
 class Pong(Message, tag="pong", kw_only=True):
     ts: float | None = None
     server_ts: float = 0.0
@@ -167,6 +201,7 @@ ServerMessage = (
     | RelayedAnswer
     | RelayedIceCandidate
     | DataReceived
+    | Tracks
     | Pong
     | Error
 )
@@ -174,7 +209,7 @@ ServerMessage = (
 _client_decoder = msgspec.json.Decoder(ClientMessage)
 _encoder = msgspec.json.Encoder()
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_KNOWN_TYPES = frozenset({"join", "offer", "answer", "ice_candidate", "data", "leave", "ping"})
+_KNOWN_TYPES = frozenset({"join", "offer", "answer", "ice_candidate", "data", "mute", "leave", "ping"})
 
 
 def json_depth(raw: bytes) -> int:
@@ -228,6 +263,8 @@ def _classify_validation(data: bytes, exc: msgspec.ValidationError) -> SchemaErr
 def _check_sizes(message: ClientMessage) -> None:
     if isinstance(message, Offer | Answer) and len(message.sdp) > MAX_SDP_BYTES:
         raise SchemaError("sdp_too_large", f"SDP larger than {MAX_SDP_BYTES} bytes")
+    if isinstance(message, Offer) and (len(message.tracks or ()) > 64 or len(message.subscriptions or {}) > 256):
+        raise SchemaError("invalid_message", "too many tracks or subscriptions in one offer")
     if isinstance(message, SendData) and len(message.payload) > MAX_DATA_PAYLOAD:
         raise SchemaError("data_too_large", f"data payload larger than {MAX_DATA_PAYLOAD} bytes")
     if isinstance(message, IceCandidate) and message.candidate is not None and len(message.candidate) > 1024:

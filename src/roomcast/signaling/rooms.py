@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from roomcast.signaling.media import PublishedTrack
 from roomcast.signaling.tokens import AccessToken, Grants, validate_room
 
 DEFAULT_MAX_PARTICIPANTS = 50
@@ -63,7 +64,12 @@ class DataEvent:
     ts: float
 
 
-RoomEvent = ParticipantJoinedEvent | ParticipantLeftEvent | SignalEvent | DataEvent
+@dataclass(frozen=True, slots=True)
+class TracksEvent:
+    tracks: tuple[PublishedTrack, ...]
+
+
+RoomEvent = ParticipantJoinedEvent | ParticipantLeftEvent | SignalEvent | DataEvent | TracksEvent
 
 
 class ParticipantSink(Protocol):
@@ -115,7 +121,9 @@ class RoomManager:
         max_rooms: int = DEFAULT_MAX_ROOMS,
         default_max_participants: int = DEFAULT_MAX_PARTICIPANTS,
         auto_create: bool = True,
+        default_mode: Literal["p2p", "sfu"] = "sfu",
     ) -> None:
+        self.default_mode: Literal["p2p", "sfu"] = default_mode
         self.rooms: dict[str, Room] = {}
         self.max_rooms = max_rooms
         self.default_max_participants = default_max_participants
@@ -124,7 +132,15 @@ class RoomManager:
 
     # ------------------------------------------------------------------ rooms
 
-    def create_room(self, name: str, now: float, *, max_participants: int | None = None, auto: bool = False) -> Room:
+    def create_room(
+        self,
+        name: str,
+        now: float,
+        *,
+        max_participants: int | None = None,
+        auto: bool = False,
+        mode: Literal["p2p", "sfu"] | None = None,
+    ) -> Room:
         try:
             validate_room(name)
         except ValueError as exc:
@@ -136,7 +152,7 @@ class RoomManager:
         limit = self.default_max_participants if max_participants is None else max_participants
         if limit < 1:
             raise RoomError("invalid_room", "max_participants must be at least 1")
-        room = Room(name, "RM_" + secrets.token_hex(6), now, limit, auto)
+        room = Room(name, "RM_" + secrets.token_hex(6), now, limit, auto, mode or self.default_mode)
         self.rooms[name] = room
         return room
 
@@ -228,6 +244,15 @@ class RoomManager:
             receiver.sink.deliver(event)
         return len(receivers)
 
+    def broadcast_tracks(self, room_name: str, tracks: list[PublishedTrack]) -> None:
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        event = TracksEvent(tuple(tracks))
+        for participant in room.participants.values():
+            if participant.grants.can_subscribe:
+                participant.sink.deliver(event)
+
     # ------------------------------------------------------------------ internals
 
     def _target(self, room: Room, sender: Participant, target: str | None) -> Participant:
@@ -270,4 +295,5 @@ __all__ = [
     "RoomEvent",
     "RoomManager",
     "SignalEvent",
+    "TracksEvent",
 ]

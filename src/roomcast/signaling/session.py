@@ -19,7 +19,7 @@ from typing import Literal
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from roomcast.signaling import messages as m
-from roomcast.signaling.media import SERVER_TARGETS, MediaBackend, MediaError
+from roomcast.signaling.media import SERVER_TARGETS, MediaBackend, MediaError, OfferContext, PublishedTrack
 from roomcast.signaling.rooms import (
     DataEvent,
     Participant,
@@ -30,6 +30,7 @@ from roomcast.signaling.rooms import (
     RoomEvent,
     RoomManager,
     SignalEvent,
+    TracksEvent,
 )
 from roomcast.signaling.tokens import AccessToken, TokenError, verify
 
@@ -91,6 +92,8 @@ def event_message(event: RoomEvent) -> m.Message:
         return m.ParticipantJoined(participant=participant_info(event.participant))
     if isinstance(event, ParticipantLeftEvent):
         return m.ParticipantLeft(identity=event.identity, reason=event.reason)
+    if isinstance(event, TracksEvent):
+        return tracks_message(list(event.tracks))
     if isinstance(event, DataEvent):
         return m.DataReceived(
             payload=event.payload, sender=event.sender, topic=event.topic, binary=event.binary, ts=event.ts
@@ -104,6 +107,17 @@ def event_message(event: RoomEvent) -> m.Message:
         sdp_mid=event.sdp_mid,
         sdp_mline_index=event.sdp_mline_index,
         sender=event.sender,
+    )
+
+
+def tracks_message(tracks: list[PublishedTrack]) -> m.Tracks:
+    return m.Tracks(
+        tracks=[
+            m.RemoteTrack(
+                sid=t.sid, participant=t.participant, kind=t.kind, source=t.source, name=t.name, muted=t.muted
+            )
+            for t in tracks
+        ]
     )
 
 
@@ -251,7 +265,12 @@ class SignalingSession:
             self._leave("left")
             self.outbox.close(CLOSE_NORMAL, "left")
         elif isinstance(message, m.Offer) and message.to in SERVER_TARGETS:
-            self._media_offer(participant, message.to, message.sdp)
+            self._media_offer(room, participant, message)
+        elif isinstance(message, m.Mute):
+            if self.media is None or not self.media.set_muted(
+                room.name, participant.sid, message.track_sid, message.muted
+            ):
+                raise RoomError("unknown_track", f"you have no published track {message.track_sid[:64]!r}")
         elif isinstance(message, m.IceCandidate) and message.to in SERVER_TARGETS:
             return  # the server is ICE-lite: its answer carries its candidates, it needs none of ours
         elif isinstance(message, m.Offer | m.Answer):
@@ -273,14 +292,25 @@ class SignalingSession:
             data = DataEvent(participant.identity, message.payload, message.topic, message.binary, now)
             self.manager.send_data(room, participant, message.to, data)
 
-    def _media_offer(self, participant: Participant, target: str, sdp: str) -> None:
+    def _media_offer(self, room: Room, participant: Participant, offer: m.Offer) -> None:
+        target = offer.to or ""
         if self.media is None:
             self._send(m.Error(code="media_unavailable", message="this server has no media endpoint", ref=target))
             return
-        if not participant.grants.can_publish:
+        if target in ("$publish", "$echo") and not participant.grants.can_publish:
             raise RoomError("permission_denied", "token lacks the canPublish grant")
+        if target == "$subscribe" and not participant.grants.can_subscribe:
+            raise RoomError("permission_denied", "token lacks the canSubscribe grant")
+        if target in ("$publish", "$subscribe") and room.mode != "sfu":
+            raise RoomError("wrong_mode", f"room {room.name!r} is peer-to-peer: offer to a participant instead")
+        context = OfferContext(
+            room=room.name,
+            identity=participant.identity,
+            tracks={t.track_id: (t.source, t.name) for t in offer.tracks or ()},
+            subscriptions=dict(offer.subscriptions or {}),
+        )
         try:
-            answer = self.media.handle_offer(participant.sid, target, sdp)
+            answer = self.media.handle_offer(participant.sid, target, offer.sdp, context)
         except MediaError as exc:
             self._count("media_refused")
             self._send(m.Error(code=exc.code, message=exc.message, ref=target))
@@ -317,6 +347,8 @@ class SignalingSession:
                 mode=room.mode,
             )
         )
+        if room.mode == "sfu" and self.media is not None and participant.grants.can_subscribe:
+            self._send(tracks_message(self.media.room_tracks(room.name)))
         self._count("joined")
 
     def _leave(self, reason: str) -> None:

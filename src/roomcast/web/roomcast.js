@@ -168,17 +168,19 @@
       this.pc = new RTCPeerConnection({iceServers: room.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require'});
       this.remoteStream = new MediaStream();
       this._answered = null;
-      this.pc.ontrack = ({track}) => {
+      this.pc.ontrack = ({track, transceiver}) => {
         this.remoteStream.addTrack(track);
-        this.emit('track', track, this.remoteStream);
+        this.emit('track', track, this.remoteStream, transceiver);
       };
       this.pc.onconnectionstatechange = () => this.emit('connectionStateChanged', this.pc.connectionState);
     }
 
-    async negotiate() {
+    /** Offer, wait for the server's answer, apply it. `extra()` adds fields once mids are known. */
+    async negotiate(extra) {
       const answered = new Promise((resolve, reject) => { this._answered = {resolve, reject}; });
       await this.pc.setLocalDescription(await this.pc.createOffer());
-      this.room._send({type: 'offer', sdp: this.pc.localDescription.sdp, to: this.target});
+      const fields = extra ? extra() : {};
+      this.room._send(Object.assign({type: 'offer', sdp: this.pc.localDescription.sdp, to: this.target}, fields));
       const sdp = await answered;
       await this.pc.setRemoteDescription({type: 'answer', sdp});
     }
@@ -213,6 +215,130 @@
     }
   }
 
+  /**
+   * SFU rooms: one publisher connection (we offer our tracks, sendonly) and one subscriber connection
+   * (we offer a recvonly m-line per remote track; the server answers sendonly). Negotiations are queued
+   * so they never overlap.
+   */
+  class SfuClient {
+    constructor(room) {
+      this.room = room;
+      this.publisher = null;
+      this.subscriber = null;
+      this.published = new Map();      // local track -> metadata
+      this.remote = new Map();         // track sid -> info (other participants' tracks)
+      this.own = new Map();            // local track id -> sid
+      this.receivers = new Map();      // track sid -> transceiver
+      this.midToSid = new Map();
+      this.streams = new Map();        // identity -> MediaStream
+      this.queue = Promise.resolve();
+    }
+
+    enqueue(fn) {
+      const next = this.queue.then(fn);
+      this.queue = next.catch((err) => {
+        this.room.emit('error', err instanceof RoomcastError ? err : new RoomcastError('negotiation_failed', String(err)));
+      });
+      return next;
+    }
+
+    _peer(target) {
+      const peer = new ServerPeer(this.room, target);
+      this.room.serverPeers.set(target, peer);
+      return peer;
+    }
+
+    publish(stream, options = {}) {
+      return this.enqueue(async () => {
+        if (!this.publisher) this.publisher = this._peer('$publish');
+        for (const track of stream.getTracks()) {
+          if (this.published.has(track)) continue;
+          this.publisher.pc.addTransceiver(track, {direction: 'sendonly', streams: [stream]});
+          const source = options.source || (track.kind === 'audio' ? 'microphone' : 'camera');
+          this.published.set(track, {track_id: track.id, source, name: options.name || track.label || ''});
+        }
+        await this.publisher.negotiate(() => ({tracks: Array.from(this.published.values())}));
+      });
+    }
+
+    onTracks(list) {
+      const mine = this.room.identity;
+      const before = this.remote;
+      this.remote = new Map();
+      for (const info of list) {
+        if (info.participant === mine) { this.own.set(info.track_id, info.sid); continue; }
+        this.remote.set(info.sid, info);
+        const old = before.get(info.sid);
+        if (old && old.muted !== info.muted) {
+          this.room.emit('trackMuted', info, this.room.participants.get(info.participant));
+        }
+      }
+      return this.enqueue(() => this._sync());
+    }
+
+    async _sync() {
+      if (!this.subscriber) {
+        this.subscriber = this._peer('$subscribe');
+        this.subscriber.on('track', (track, _stream, transceiver) => this._onTrack(track, transceiver));
+      }
+      const pc = this.subscriber.pc;
+      let changed = false;
+      for (const [sid, transceiver] of Array.from(this.receivers)) {
+        if (this.remote.has(sid)) continue;
+        transceiver.direction = 'inactive';
+        this.receivers.delete(sid);
+        this._endTrack(transceiver.receiver.track, sid);
+        changed = true;
+      }
+      const used = new Set(this.receivers.values());
+      for (const [sid, info] of this.remote) {
+        if (this.receivers.has(sid)) continue;
+        let transceiver = pc.getTransceivers().find((t) => !used.has(t) && t.receiver.track.kind === info.kind
+          && t.direction === 'inactive' && !t.stopped);
+        if (transceiver) transceiver.direction = 'recvonly';
+        else transceiver = pc.addTransceiver(info.kind, {direction: 'recvonly'});
+        used.add(transceiver);
+        this.receivers.set(sid, transceiver);
+        changed = true;
+      }
+      if (!changed) return;
+      await this.subscriber.negotiate(() => {
+        const subscriptions = {};
+        for (const [sid, transceiver] of this.receivers) subscriptions[transceiver.mid] = sid;
+        this.midToSid = new Map(Object.entries(subscriptions));
+        return {subscriptions};
+      });
+    }
+
+    _onTrack(track, transceiver) {
+      const sid = this.midToSid.get(transceiver.mid);
+      const info = sid && this.remote.get(sid);
+      if (!info) return;
+      const participant = this.room.participants.get(info.participant);
+      let stream = this.streams.get(info.participant);
+      if (!stream) { stream = new MediaStream(); this.streams.set(info.participant, stream); }
+      for (const old of stream.getTracks()) if (old.kind === track.kind) stream.removeTrack(old);
+      stream.addTrack(track);
+      if (participant) participant.streams.add(stream);
+      this.room.emit('track', track, stream, participant, info);
+    }
+
+    _endTrack(track, sid) {
+      for (const [identity, stream] of this.streams) {
+        if (stream.getTracks().includes(track)) {
+          stream.removeTrack(track);
+          this.room.emit('trackEnded', track, this.room.participants.get(identity), sid);
+        }
+      }
+    }
+
+    setMuted(track, muted) {
+      const sid = this.own.get(track.id);
+      if (!sid) throw new RoomcastError('unknown_track', 'this track is not published (yet)');
+      this.room._send({type: 'mute', track_sid: sid, muted});
+    }
+  }
+
   class Room extends Emitter {
     constructor(ws, options) {
       super();
@@ -244,6 +370,8 @@
       this.sid = msg.sid;
       this.identity = msg.participant.identity;
       this.localParticipant = msg.participant;
+      this.mode = msg.mode;
+      this.sfu = msg.mode === 'sfu' ? new SfuClient(this) : null;
       if (!this.options.iceServers) {
         this.iceServers = (msg.ice_servers || []).map((s) => ({urls: s.urls, username: s.username, credential: s.credential}));
       }
@@ -255,7 +383,7 @@
     _addParticipant(info, announce) {
       const participant = Object.assign({streams: new Set()}, info);
       this.participants.set(info.identity, participant);
-      if (!this.peers.has(info.identity)) this.peers.set(info.identity, new Peer(this, info));
+      if (!this.sfu && !this.peers.has(info.identity)) this.peers.set(info.identity, new Peer(this, info));
       if (announce) this.emit('participantJoined', participant);
       return participant;
     }
@@ -283,6 +411,9 @@
           break;
         case 'participant_left':
           this._removeParticipant(msg.identity, msg.reason);
+          break;
+        case 'tracks':
+          if (this.sfu) this.sfu.onTracks(msg.tracks);
           break;
         case 'answer':
           if (this.serverPeers.has(msg.from)) { this.serverPeers.get(msg.from)._onAnswer(msg.sdp); break; }
@@ -323,15 +454,25 @@
     }
 
     /** Send every track of `stream` to every participant (and to those who join later). */
-    async publish(stream) {
+    async publish(stream, options = {}) {
       if (this.localParticipant && this.localParticipant.can_publish === false) {
         throw new RoomcastError('permission_denied', 'token lacks the canPublish grant');
       }
       this.localStream = stream;
+      if (this.sfu) {
+        for (const track of stream.getTracks()) if (!this.localTracks.includes(track)) this.localTracks.push(track);
+        return this.sfu.publish(stream, options);
+      }
       for (const track of stream.getTracks()) {
         if (!this.localTracks.includes(track)) this.localTracks.push(track);
         for (const peer of this.peers.values()) peer.addTrack(track);
       }
+    }
+
+    /** Tell the server to stop (or resume) forwarding a published track (SFU rooms); also disables it locally. */
+    setMuted(track, muted) {
+      track.enabled = !muted;
+      if (this.sfu) this.sfu.setMuted(track, muted);
     }
 
     /** Stop sending `tracks` (default: all published tracks). */

@@ -1,0 +1,423 @@
+"""SFU media routing in mediasoup's vocabulary: a Router per room, Producers in, Consumers out.
+
+Each participant has up to two transports: a publisher transport (the browser offers its tracks, we
+only receive) and a subscriber transport (the browser offers one recvonly m-line per remote track it
+wants; we answer sendonly). Packets are forwarded without decoding; the router only rewrites headers
+(:class:`~roomcast.sfu.consumer.Consumer`) and handles feedback: NACK from the RTX ring, keyframe
+requests upstream through a throttle, NACKs upstream for what the publisher's packets are missing.
+
+Closing cascades: router → participants → their transports, producers and consumers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
+from roomcast.proto.webrtc import WebRtcTransport
+from roomcast.sfu.consumer import Consumer
+from roomcast.sfu.feedback import KeyframeThrottle, NackGenerator
+from roomcast.wire import ParseError
+from roomcast.wire.rtcp import Fir, GenericNack, Pli, Remb, parse_compound
+from roomcast.wire.rtp import header_length, read_extension, unwrap_rtx
+from roomcast.wire.sdp import Codec
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+SERVER_SSRC = 1
+NACK_INTERVAL = 0.02
+
+
+@dataclass(eq=False)
+class Producer:
+    """One incoming track."""
+
+    sid: str
+    owner: str
+    identity: str
+    kind: str
+    mid: str
+    codecs: tuple[Codec, ...]
+    rtx: dict[int, int]
+    clock_rate: int
+    source: str = ""
+    name: str = ""
+    track_id: str = ""  # the publisher's own id for it (a=msid), so it can refer to it (mute)
+    ssrc: int | None = None
+    rtx_ssrc: int | None = None
+    muted: bool = False
+    consumers: list[Consumer] = field(default_factory=list)
+    throttle: KeyframeThrottle = field(default_factory=lambda: KeyframeThrottle(0.5))
+    nack: NackGenerator = field(default_factory=NackGenerator)
+    packets: int = 0
+    bytes_in: int = 0
+    keyframe_requests: int = 0
+    closed: bool = False
+
+    def forward(self, pkt: bytes, now: float) -> None:
+        self.packets += 1
+        self.bytes_in += len(pkt)
+        ssrc = self.ssrc or 0
+        self.nack.on_packet((pkt[2] << 8) | pkt[3], now)
+        if self.muted:
+            return
+        for consumer in self.consumers:
+            consumer.forward(pkt, ssrc, now)
+
+    def codec(self, pt: int) -> Codec | None:
+        return next((c for c in self.codecs if c.payload_type == pt), None)
+
+
+def _codec_key(codec: Codec) -> tuple[str, ...]:
+    params = codec.fmtp_params()
+    if codec.mime == "h264":
+        return ("h264", params.get("packetization-mode", "0"), params.get("profile-level-id", "")[:2])
+    return (codec.mime, str(codec.clock_rate))
+
+
+def payload_type_map(producer: Producer, media: NegotiatedMedia) -> dict[int, int]:
+    """Producer payload type → the subscriber's payload type for the same codec (by name and fmtp)."""
+    mapping: dict[int, int] = {}
+    for codec in producer.codecs:
+        match = next((c for c in media.codecs if _codec_key(c) == _codec_key(codec)), None)
+        match = match or next((c for c in media.codecs if c.mime == codec.mime), None)
+        if match is not None:
+            mapping[codec.payload_type] = match.payload_type
+    return mapping
+
+
+@dataclass(eq=False)
+class ParticipantMedia:
+    owner: str
+    identity: str
+    publisher: WebRtcTransport | None = None
+    subscriber: WebRtcTransport | None = None
+    producers: dict[str, Producer] = field(default_factory=dict)  # by mid
+    by_ssrc: dict[int, Producer] = field(default_factory=dict)
+    rtx_ssrcs: dict[int, Producer] = field(default_factory=dict)
+    consumers: dict[str, tuple[Consumer, Producer]] = field(default_factory=dict)  # by subscriber mid
+    consumers_by_ssrc: dict[int, tuple[Consumer, Producer]] = field(default_factory=dict)
+    mid_ext_ids: set[int] = field(default_factory=set)
+    send_ssrcs: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # stable across renegotiation
+    last_nack: float = 0.0
+
+
+class Router:
+    """All media of one room."""
+
+    def __init__(self, room: str, *, on_tracks_changed: Callable[[Router], None] | None = None) -> None:
+        self.room = room
+        self.participants: dict[str, ParticipantMedia] = {}
+        self.producers: dict[str, Producer] = {}
+        self.counters: Counter[str] = Counter()
+        self.on_tracks_changed = on_tracks_changed or (lambda _r: None)
+        self.closed = False
+
+    # ------------------------------------------------------------------ participants
+
+    def participant(self, owner: str, identity: str) -> ParticipantMedia:
+        media = self.participants.get(owner)
+        if media is None:
+            media = self.participants[owner] = ParticipantMedia(owner, identity)
+        return media
+
+    def remove_participant(self, owner: str) -> None:
+        media = self.participants.pop(owner, None)
+        if media is None:
+            return
+        for transport in (media.publisher, media.subscriber):
+            if transport is not None:
+                transport.close()
+        removed = list(media.producers.values())
+        for producer in removed:
+            self._close_producer(producer)
+        for consumer, producer in media.consumers.values():
+            if consumer in producer.consumers:
+                producer.consumers.remove(consumer)
+        media.consumers.clear()
+        if removed:
+            self.on_tracks_changed(self)
+
+    def close(self) -> None:
+        for owner in list(self.participants):
+            self.remove_participant(owner)
+        self.closed = True
+
+    # ------------------------------------------------------------------ publishing
+
+    def attach_publisher(
+        self,
+        media: ParticipantMedia,
+        transport: WebRtcTransport,
+        negotiated: NegotiatedAnswer,
+        metadata: dict[str, tuple[str, str]],
+    ) -> None:
+        """(Re)negotiated publisher transport: a producer per receiving m-line.
+
+        ``metadata`` maps the offer's msid track ids to (source, name)."""
+        media.publisher = transport
+        transport.on_rtp = lambda pkt: self._on_publisher_rtp(media, pkt)
+        transport.on_rtcp = lambda pkt: None  # sender reports are not rewritten yet
+        changed = False
+        seen: set[str] = set()
+        for m in negotiated.media:
+            if m.direction != "recvonly":
+                continue
+            seen.add(m.mid)
+            if m.mid in media.producers:
+                continue
+            source, name = metadata.get(m.remote_track_id or "", ("", ""))
+            if not source:
+                source = "microphone" if m.kind == "audio" else "camera"
+            producer = Producer(
+                sid="TR_" + secrets.token_hex(6),
+                owner=media.owner,
+                identity=media.identity,
+                kind=m.kind,
+                mid=m.mid,
+                codecs=m.codecs,
+                rtx=dict(m.rtx),
+                clock_rate=m.clock_rate,
+                source=source,
+                name=name,
+                track_id=m.remote_track_id or "",
+            )
+            if m.remote_ssrcs:
+                producer.ssrc = m.remote_ssrcs[0]
+                media.by_ssrc[producer.ssrc] = producer
+                rtx = m.remote_rtx.get(producer.ssrc)
+                if rtx is not None:
+                    producer.rtx_ssrc = rtx
+                    media.rtx_ssrcs[rtx] = producer
+            mid_id = m.extensions.get(MID_URI)
+            if mid_id is not None:
+                media.mid_ext_ids.add(mid_id)
+            media.producers[m.mid] = producer
+            self.producers[producer.sid] = producer
+            changed = True
+        for mid in [mid for mid in media.producers if mid not in seen]:
+            self._close_producer(media.producers[mid])
+            changed = True
+        if changed:
+            self.on_tracks_changed(self)
+
+    def _close_producer(self, producer: Producer) -> None:
+        producer.closed = True
+        producer.consumers.clear()
+        self.producers.pop(producer.sid, None)
+        owner = self.participants.get(producer.owner)
+        if owner is not None:
+            owner.producers.pop(producer.mid, None)
+            for table in (owner.by_ssrc, owner.rtx_ssrcs):
+                for ssrc in [s for s, p in table.items() if p is producer]:
+                    del table[ssrc]
+
+    def set_muted(self, owner: str, track_sid: str, muted: bool) -> bool:
+        producer = self.producers.get(track_sid)
+        if producer is None or producer.owner != owner:
+            return False
+        if producer.muted != muted:
+            producer.muted = muted
+            if not muted:
+                for consumer in producer.consumers:
+                    consumer.resume()
+                self._request_keyframe(producer, force=True)
+            self.on_tracks_changed(self)
+        return True
+
+    def _on_publisher_rtp(self, media: ParticipantMedia, pkt: bytes) -> None:
+        if header_length(pkt) < 0:
+            self.counters["rtp_malformed"] += 1
+            return
+        ssrc = int.from_bytes(pkt[8:12], "big")
+        producer = media.by_ssrc.get(ssrc)
+        now = media.publisher.now if media.publisher is not None else 0.0
+        if producer is None:
+            rtx_owner = media.rtx_ssrcs.get(ssrc)
+            if rtx_owner is not None and rtx_owner.ssrc is not None:
+                media_pt = next((pt for pt, r in rtx_owner.rtx.items() if r == pkt[1] & 0x7F), None)
+                if media_pt is None or header_length(pkt) + 2 > len(pkt):
+                    self.counters["rtx_padding_dropped"] += 1  # bandwidth probes carry no payload
+                    return
+                try:
+                    original = unwrap_rtx(pkt, rtx_owner.ssrc, media_pt)
+                except ParseError:
+                    self.counters["rtx_malformed"] += 1
+                    return
+                self.counters["rtx_recovered"] += 1
+                rtx_owner.forward(original, now)
+                return
+            producer = self._learn(media, pkt, ssrc)
+            if producer is None:
+                self.counters["unknown_ssrc"] += 1
+                return
+        producer.forward(pkt, now)
+        if producer.nack.missing and now - media.last_nack >= NACK_INTERVAL:
+            self._send_nacks(media, now)
+
+    def _learn(self, media: ParticipantMedia, pkt: bytes, ssrc: int) -> Producer | None:
+        """RFC 8843 §15: an SSRC not in the SDP is bound to its m-line by the MID header extension."""
+        for ext_id in media.mid_ext_ids:
+            value = read_extension(pkt, ext_id)
+            if value is None:
+                continue
+            producer = media.producers.get(value.decode("ascii", "replace"))
+            if producer is None:
+                return None
+            if (pkt[1] & 0x7F) in producer.rtx.values():
+                producer.rtx_ssrc = ssrc
+                media.rtx_ssrcs[ssrc] = producer
+                return None
+            if producer.ssrc is None:
+                producer.ssrc = ssrc
+                media.by_ssrc[ssrc] = producer
+                return producer
+        return None
+
+    def _send_nacks(self, media: ParticipantMedia, now: float) -> None:
+        media.last_nack = now
+        transport = media.publisher
+        if transport is None:
+            return
+        for producer in media.producers.values():
+            if producer.ssrc is None or not producer.nack.missing:
+                continue
+            lost = producer.nack.due(now)
+            if lost:
+                self.counters["nack_sent"] += 1
+                transport.send_rtcp(GenericNack(SERVER_SSRC, producer.ssrc, tuple(lost)).serialize())
+
+    def tick(self, now: float) -> None:
+        """Periodic work driven by the runtime's timer: upstream NACK retries."""
+        for media in self.participants.values():
+            if any(p.nack.missing for p in media.producers.values()):
+                self._send_nacks(media, now)
+
+    def cap_bitrate(self, owner: str, bitrate: int) -> None:
+        """REMB (draft-alvestrand-rmcat-remb) to hold a publisher under the room's max incoming bitrate."""
+        media = self.participants.get(owner)
+        if media is None or media.publisher is None:
+            return
+        ssrcs = tuple(p.ssrc for p in media.producers.values() if p.ssrc is not None and p.kind == "video")
+        if ssrcs:
+            media.publisher.send_rtcp(Remb(SERVER_SSRC, bitrate, ssrcs).serialize())
+
+    # ------------------------------------------------------------------ subscribing
+
+    def attach_subscriber(
+        self,
+        media: ParticipantMedia,
+        transport: WebRtcTransport,
+        negotiated: NegotiatedAnswer,
+        subscriptions: dict[str, str],
+    ) -> None:
+        """(Re)negotiated subscriber transport: a consumer per sending m-line, bound to its producer."""
+        media.subscriber = transport
+        transport.on_rtp = lambda pkt: None
+        transport.on_rtcp = lambda pkt: self._on_subscriber_rtcp(media, pkt)
+        wanted: dict[str, tuple[NegotiatedMedia, Producer]] = {}
+        for m in negotiated.media:
+            producer = self.producers.get(subscriptions.get(m.mid, ""))
+            if m.direction == "sendonly" and m.send_ssrc is not None and producer is not None:
+                wanted[m.mid] = (m, producer)
+        for mid, (consumer, producer) in list(media.consumers.items()):
+            if mid not in wanted or wanted[mid][1] is not producer:
+                if consumer in producer.consumers:
+                    producer.consumers.remove(consumer)
+                del media.consumers[mid]
+                media.consumers_by_ssrc.pop(consumer.ssrc, None)
+        for mid, (m, producer) in wanted.items():
+            if mid in media.consumers:
+                continue
+            assert m.send_ssrc is not None
+            consumer = Consumer(
+                ssrc=m.send_ssrc,
+                kind=m.kind,
+                clock_rate=m.clock_rate,
+                send=transport.send_rtp,
+                pt_map=payload_type_map(producer, m),
+                rtx_ssrc=m.send_rtx_ssrc,
+                rtx_pt=dict(m.rtx),
+            )
+            producer.consumers.append(consumer)
+            media.consumers[mid] = (consumer, producer)
+            media.consumers_by_ssrc[m.send_ssrc] = (consumer, producer)
+            self._request_keyframe(producer, force=True)  # a new viewer needs a keyframe now (PLI path)
+
+    def _on_subscriber_rtcp(self, media: ParticipantMedia, data: bytes) -> None:
+        try:
+            packets = parse_compound(data)
+        except ParseError:
+            self.counters["rtcp_malformed"] += 1
+            return
+        for packet in packets:
+            if isinstance(packet, GenericNack):
+                found = media.consumers_by_ssrc.get(packet.media_ssrc)
+                if found is not None:
+                    self.counters["nack_received"] += 1
+                    self.counters["retransmitted"] += found[0].retransmit(list(packet.lost))
+            elif isinstance(packet, Pli | Fir):
+                targets = [packet.media_ssrc] if isinstance(packet, Pli) else [s for s, _ in packet.entries]
+                for ssrc in targets:
+                    found = media.consumers_by_ssrc.get(ssrc)
+                    if found is not None:
+                        self._request_keyframe(found[1])
+
+    def _request_keyframe(self, producer: Producer, force: bool = False) -> None:
+        owner = self.participants.get(producer.owner)
+        if owner is None or owner.publisher is None or producer.ssrc is None or producer.kind != "video":
+            return
+        if not producer.throttle.allow(owner.publisher.now) and not force:
+            self.counters["pli_throttled"] += 1
+            return
+        producer.keyframe_requests += 1
+        self.counters["pli_sent"] += 1
+        owner.publisher.send_rtcp(Pli(SERVER_SSRC, producer.ssrc).serialize())
+
+    # ------------------------------------------------------------------ views
+
+    def tracks(self) -> list[Producer]:
+        return list(self.producers.values())
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "room": self.room,
+            "tracks": [
+                {
+                    "sid": p.sid,
+                    "participant": p.identity,
+                    "kind": p.kind,
+                    "source": p.source,
+                    "muted": p.muted,
+                    "packets_in": p.packets,
+                    "bytes_in": p.bytes_in,
+                    "subscribers": len(p.consumers),
+                    "packets_forwarded": sum(c.packets_sent for c in p.consumers),
+                    "retransmitted": sum(c.retransmits for c in p.consumers),
+                    "nacks_sent_upstream": p.nack.nacks_sent,
+                    "recovered_upstream": p.nack.recovered,
+                    "keyframe_requests": p.keyframe_requests,
+                }
+                for p in self.producers.values()
+            ],
+            "participants": {
+                m.identity: {
+                    "publisher": _state(m.publisher),
+                    "subscriber": _state(m.subscriber),
+                    "published": len(m.producers),
+                    "subscribed": len(m.consumers),
+                }
+                for m in self.participants.values()
+            },
+            "counters": dict(self.counters),
+        }
+
+
+def _state(transport: WebRtcTransport | None) -> str:
+    if transport is None:
+        return "none"
+    if transport.closed:
+        return "closed"
+    return "connected" if transport.connected else "connecting"
