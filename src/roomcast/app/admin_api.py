@@ -220,7 +220,12 @@ class AdminApi:
         except ValueError as exc:
             return error(400, "invalid_room", str(exc))
         try:
-            body = MintToken(room=q.get("room", ""), identity=q.get("identity", ""), name=q.get("name") or None)
+            body = MintToken(
+                room=q.get("room", ""),
+                identity=q.get("identity", ""),
+                name=q.get("name") or None,
+                can_publish=q.get("can_publish", "true").lower() not in ("0", "false", "no"),
+            )
             return self._mint(body)
         except RoomError as exc:
             return error(400, exc.code, exc.message)

@@ -28,7 +28,7 @@ from roomcast.signaling.session import SessionLimits, SignalingSession
 
 WEB_DIR = Path(str(resources.files("roomcast") / "web"))
 log = logging.getLogger("roomcast.app")
-PAGES = {"/": "index.html", "/call": "call.html", "/chat": "chat.html", "/echo": "echo.html"}
+PAGES = {"/": "index.html", "/call": "call.html", "/chat": "chat.html", "/echo": "echo.html", "/stream": "stream.html"}
 
 
 class Metrics:

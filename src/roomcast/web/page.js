@@ -3,12 +3,12 @@
   'use strict';
   const params = new URLSearchParams(global.location.search);
 
-  async function pageToken() {
+  async function pageToken(grants) {
     const room = params.get('room');
     const identity = params.get('identity');
     if (params.get('token')) return params.get('token');
     if (!room || !identity) throw new Roomcast.RoomcastError('missing_params', 'open this page with ?room=R&identity=I');
-    return Roomcast.devToken(room, identity, params.get('name'));
+    return Roomcast.devToken(room, identity, params.get('name'), '', grants);
   }
 
   function setStatus(text, isError) {

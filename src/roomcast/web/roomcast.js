@@ -567,9 +567,10 @@
   }
 
   /** Ask a dev-mode server for a token (only works with the built-in dev credentials). */
-  async function devToken(room, identity, name, base) {
+  async function devToken(room, identity, name, base, grants = {}) {
     const q = new URLSearchParams({room, identity});
     if (name) q.set('name', name);
+    if (grants.canPublish === false) q.set('can_publish', 'false');
     const res = await fetch((base || '') + '/api/dev-token?' + q.toString());
     const body = await res.json();
     if (!res.ok) throw new RoomcastError(body.error.code, body.error.message);
