@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.common import Addr, Transmit
+from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.sfu.feedback import NackGenerator
 from roomcast.sfu.router import Router
 from roomcast.wire.rtcp import GenericNack, Pli, parse_compound
@@ -193,7 +193,7 @@ def test_ten_percent_loss_both_ways_is_repaired_by_nack_and_rtx() -> None:
 
 
 def test_pli_flood_from_subscribers_is_throttled_upstream() -> None:
-    net, router, publisher, subscriber, endpoints = build(loss=0.0, seed=3, total=300)
+    net, router, publisher, _subscriber, endpoints = build(loss=0.0, seed=3, total=300)
     down = endpoints[1]
     plis_before = publisher.plis
     for i in range(300):  # 100 PLI/s for 3 s from the subscriber
