@@ -60,6 +60,7 @@ class FakeTransport:
     connected: bool = True
     on_rtp: object = None
     on_rtcp: object = None
+    router: Router | None = None  # ticked after every input, as MediaService does
 
     def send_rtp(self, pkt: bytes | bytearray) -> None:
         self.net.send(self.address, self.peer, b"P" + bytes(pkt))
@@ -71,6 +72,8 @@ class FakeTransport:
         self.now = now
         handler = self.on_rtp if data[:1] == b"P" else self.on_rtcp
         handler(data[1:])  # type: ignore[operator]
+        if self.router is not None:
+            self.router.tick(now)
 
     def handle_timeout(self, now: float) -> None:
         self.now = now
@@ -175,6 +178,7 @@ def build(loss: float, seed: int, total: int) -> tuple[SimNetwork, Router, Publi
     router.attach_publisher(pub_media, up, negotiated("recvonly", remote=(MEDIA_SSRC,)), {})  # type: ignore[arg-type]
     track = router.tracks()[0]
     router.attach_subscriber(sub_media, down, negotiated("sendonly", send=5555, send_rtx=6666), {"0": track.sid})  # type: ignore[arg-type]
+    up.router = down.router = router
     publisher = Publisher(PUB, net, total)
     subscriber = Subscriber(SUB, net, send_ssrc=5555)
     return net, router, publisher, subscriber, [up, down, publisher, subscriber]
@@ -205,3 +209,36 @@ def test_pli_flood_from_subscribers_is_throttled_upstream() -> None:
     assert 5 <= forwarded <= 8, forwarded  # at most one per 500 ms reached the publisher
     assert router.counters["pli_throttled"] >= 290
     assert down is not None
+
+
+def test_sender_reports_are_rewritten_and_publishers_get_receiver_reports() -> None:
+    from roomcast.wire.rtcp import ReceiverReport, SenderReport
+
+    net, router, publisher, subscriber, endpoints = build(loss=0.0, seed=21, total=300)
+    seen_by_sub: list[SenderReport] = []
+    seen_by_pub: list[ReceiverReport] = []
+    sub_handle, pub_handle = subscriber.handle_datagram, publisher.handle_datagram
+
+    def sub_rtcp(data: bytes, remote: Addr, now: float) -> None:
+        if data[:1] == b"C":
+            seen_by_sub.extend(p for p in parse_compound(data[1:]) if isinstance(p, SenderReport))
+        sub_handle(data, remote, now)
+
+    def pub_rtcp(data: bytes, remote: Addr, now: float) -> None:
+        seen_by_pub.extend(p for p in parse_compound(data[1:]) if isinstance(p, ReceiverReport))
+        pub_handle(data, remote, now)
+
+    subscriber.handle_datagram = sub_rtcp  # type: ignore[method-assign]
+    publisher.handle_datagram = pub_rtcp  # type: ignore[method-assign]
+    net.run_until(lambda: False, endpoints, max_time=1.5)
+    net.send(PUB, SERVER_IN, b"C" + SenderReport(MEDIA_SSRC, 0xE0000000_80000000, 120 * 900, 120, 99).serialize())
+    net.run_until(lambda: False, endpoints, max_time=3.5)
+    assert seen_by_sub, "no sender report reached the subscriber"
+    sr = seen_by_sub[0]
+    consumer = router.producers[next(iter(router.producers))].consumers[0]
+    assert sr.ssrc == 5555 and sr.rtp_timestamp == consumer.rewrite_timestamp(120 * 900)
+    assert sr.ntp_timestamp == 0xE0000000_80000000
+    blocks = [b for rr in seen_by_pub for b in rr.reports if b.ssrc == MEDIA_SSRC]
+    assert blocks and blocks[-1].highest_seq >= 150 and blocks[-1].packets_lost == 0
+    assert blocks[-1].lsr == (0xE0000000_80000000 >> 16) & 0xFFFFFFFF  # RFC 3550: middle 32 bits of the SR's NTP
+    assert 0 < blocks[-1].dlsr < 65536  # under a second since that SR, in 1/65536 s

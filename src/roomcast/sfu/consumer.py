@@ -37,6 +37,7 @@ class Consumer:
         "rtx_seq",
         "rtx_ssrc",
         "send",
+        "send_rtcp",
         "seq_offset",
         "source_ssrc",
         "ssrc",
@@ -54,7 +55,9 @@ class Consumer:
         rtx_ssrc: int | None = None,
         rtx_pt: dict[int, int] | None = None,
         ring_size: int = 1024,
+        send_rtcp: Sender | None = None,
     ) -> None:
+        self.send_rtcp = send_rtcp
         self.ssrc = ssrc
         self.kind = kind
         self.clock_rate = clock_rate

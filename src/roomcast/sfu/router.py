@@ -21,13 +21,23 @@ from roomcast.proto.webrtc import WebRtcTransport
 from roomcast.sfu.consumer import Consumer
 from roomcast.sfu.feedback import KeyframeThrottle, NackGenerator
 from roomcast.wire import ParseError
-from roomcast.wire.rtcp import Fir, GenericNack, Pli, Remb, parse_compound
+from roomcast.wire.rtcp import (
+    Fir,
+    GenericNack,
+    Pli,
+    ReceiverReport,
+    Remb,
+    ReportBlock,
+    SenderReport,
+    parse_compound,
+)
 from roomcast.wire.rtp import header_length, read_extension, unwrap_rtx
 from roomcast.wire.sdp import Codec
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 SERVER_SSRC = 1
 NACK_INTERVAL = 0.02
+REPORT_INTERVAL = 1.0
 
 
 @dataclass(eq=False)
@@ -53,6 +63,13 @@ class Producer:
     nack: NackGenerator = field(default_factory=NackGenerator)
     packets: int = 0
     bytes_in: int = 0
+    max_seq: int = -1
+    cycles: int = 0
+    base_seq: int = -1
+    expected_prior: int = 0
+    received_prior: int = 0
+    last_sr_ntp: int = 0
+    last_sr_at: float = 0.0
     keyframe_requests: int = 0
     closed: bool = False
 
@@ -60,11 +77,32 @@ class Producer:
         self.packets += 1
         self.bytes_in += len(pkt)
         ssrc = self.ssrc or 0
-        self.nack.on_packet((pkt[2] << 8) | pkt[3], now)
+        seq = (pkt[2] << 8) | pkt[3]
+        self.nack.on_packet(seq, now)
+        if self.base_seq < 0:
+            self.base_seq = self.max_seq = seq
+        elif ((seq - self.max_seq) & 0xFFFF) < 0x8000:
+            if seq < self.max_seq:
+                self.cycles += 0x10000
+            self.max_seq = seq
         if self.muted:
             return
         for consumer in self.consumers:
             consumer.forward(pkt, ssrc, now)
+
+    def report_block(self, now: float) -> ReportBlock:
+        """RFC 3550 §6.4.1 / A.3: what we received of this track since the last report."""
+        extended = self.cycles + self.max_seq
+        expected = extended - self.base_seq + 1
+        lost = max(0, expected - self.packets)
+        expected_interval = expected - self.expected_prior
+        received_interval = self.packets - self.received_prior
+        self.expected_prior, self.received_prior = expected, self.packets
+        lost_interval = expected_interval - received_interval
+        fraction = (lost_interval << 8) // expected_interval if expected_interval > 0 and lost_interval > 0 else 0
+        dlsr = int((now - self.last_sr_at) * 65536) if self.last_sr_ntp else 0
+        lsr = (self.last_sr_ntp >> 16) & 0xFFFFFFFF
+        return ReportBlock(self.ssrc or 0, min(fraction, 255), min(lost, 0x7FFFFF), extended & 0xFFFFFFFF, 0, lsr, dlsr)
 
     def codec(self, pt: int) -> Codec | None:
         return next((c for c in self.codecs if c.payload_type == pt), None)
@@ -102,6 +140,7 @@ class ParticipantMedia:
     mid_ext_ids: set[int] = field(default_factory=set)
     send_ssrcs: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # stable across renegotiation
     last_nack: float = 0.0
+    last_report: float = 0.0
 
 
 class Router:
@@ -159,7 +198,7 @@ class Router:
         ``metadata`` maps the offer's msid track ids to (source, name)."""
         media.publisher = transport
         transport.on_rtp = lambda pkt: self._on_publisher_rtp(media, pkt)
-        transport.on_rtcp = lambda pkt: None  # sender reports are not rewritten yet
+        transport.on_rtcp = lambda pkt: self._on_publisher_rtcp(media, pkt)
         changed = False
         seen: set[str] = set()
         for m in negotiated.media:
@@ -257,6 +296,34 @@ class Router:
         if producer.nack.missing and now - media.last_nack >= NACK_INTERVAL:
             self._send_nacks(media, now)
 
+    def _on_publisher_rtcp(self, media: ParticipantMedia, data: bytes) -> None:
+        """Sender reports go on to every subscriber, rewritten onto its SSRC and timeline (lip sync)."""
+        try:
+            packets = parse_compound(data)
+        except ParseError:
+            self.counters["rtcp_malformed"] += 1
+            return
+        now = media.publisher.now if media.publisher is not None else 0.0
+        for packet in packets:
+            if not isinstance(packet, SenderReport):
+                continue
+            producer = media.by_ssrc.get(packet.ssrc)
+            if producer is None:
+                continue
+            producer.last_sr_ntp, producer.last_sr_at = packet.ntp_timestamp, now
+            for consumer in producer.consumers:
+                if consumer.send_rtcp is None or consumer.packets_sent == 0:
+                    continue
+                report = SenderReport(
+                    consumer.ssrc,
+                    packet.ntp_timestamp,
+                    consumer.rewrite_timestamp(packet.rtp_timestamp),
+                    consumer.packets_sent & 0xFFFFFFFF,
+                    consumer.bytes_sent & 0xFFFFFFFF,
+                )
+                consumer.send_rtcp(report.serialize())
+                self.counters["sr_forwarded"] += 1
+
     def _learn(self, media: ParticipantMedia, pkt: bytes, ssrc: int) -> Producer | None:
         """RFC 8843 §15: an SSRC not in the SDP is bound to its m-line by the MID header extension."""
         for ext_id in media.mid_ext_ids:
@@ -290,10 +357,16 @@ class Router:
                 transport.send_rtcp(GenericNack(SERVER_SSRC, producer.ssrc, tuple(lost)).serialize())
 
     def tick(self, now: float) -> None:
-        """Periodic work driven by the runtime's timer: upstream NACK retries."""
+        """Periodic work driven by the runtime: upstream NACK retries, receiver reports to publishers."""
         for media in self.participants.values():
             if any(p.nack.missing for p in media.producers.values()):
                 self._send_nacks(media, now)
+            if media.publisher is not None and now - media.last_report >= REPORT_INTERVAL:
+                media.last_report = now
+                blocks = tuple(p.report_block(now) for p in media.producers.values() if p.ssrc is not None)
+                if blocks:
+                    media.publisher.send_rtcp(ReceiverReport(SERVER_SSRC, blocks[:31]).serialize())
+                    self.counters["rr_sent"] += 1
 
     def cap_bitrate(self, owner: str, bitrate: int) -> None:
         """REMB (draft-alvestrand-rmcat-remb) to hold a publisher under the room's max incoming bitrate."""
@@ -340,6 +413,7 @@ class Router:
                 pt_map=payload_type_map(producer, m),
                 rtx_ssrc=m.send_rtx_ssrc,
                 rtx_pt=dict(m.rtx),
+                send_rtcp=transport.send_rtcp,
             )
             producer.consumers.append(consumer)
             media.consumers[mid] = (consumer, producer)
