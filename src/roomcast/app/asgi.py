@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -47,6 +48,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.loop_lag = Gauge(
+            "roomcast_event_loop_lag_seconds", "Worst event-loop delay over the last second", registry=self.registry
+        )
+
+    async def measure_loop_lag(self, interval: float = 0.1) -> None:
+        """A timer that should fire every ``interval``; how late it fires is time the loop was stalled."""
+        loop = asyncio.get_running_loop()
+        worst, window_start = 0.0, loop.time()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(interval)
+            worst = max(worst, loop.time() - before - interval)
+            if loop.time() - window_start >= 1.0:
+                self.loop_lag.set(worst)
+                worst, window_start = 0.0, loop.time()
+
     def watch_media(self, media: MediaService) -> None:
         self.registry.register(_MediaCollector(media))
 
@@ -72,11 +89,20 @@ class _MediaCollector(Collector):
         for name, value in sorted(counters.items()):
             if name.startswith("socket_") or (name.startswith("ice_") and name != "ice_checks") or name in _DROPS:
                 dropped.add_metric([name], value)
-            else:
+            elif name not in ("forwarded", "forwarded_bytes", "rtp_echoed"):
                 events.add_metric([name], value)
         yield dropped
         yield events
         yield GaugeMetricFamily("roomcast_media_transports", "Open WebRTC transports", value=self.media.transports())
+        yield GaugeMetricFamily(
+            "roomcast_tracks", "Published tracks", value=sum(len(r.producers) for r in self.media.routers.values())
+        )
+        forwarded_bytes = CounterMetricFamily("roomcast_media_forwarded_bytes", "RTP bytes sent to subscribers")
+        forwarded_bytes.add_metric(
+            [],
+            sum(c.bytes_sent for r in self.media.routers.values() for p in r.producers.values() for c in p.consumers),
+        )
+        yield forwarded_bytes
         datagrams = CounterMetricFamily("roomcast_media_datagrams", "UDP datagrams", labels=["direction"])
         datagrams.add_metric(["in"], self.media.endpoint.datagrams_in)
         datagrams.add_metric(["out"], self.media.endpoint.datagrams_out)
@@ -120,6 +146,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         metrics.watch_media(app.state.media)
         app.state.media.on_tracks_changed = manager.broadcast_tracks
         app.state.media.max_incoming_bitrate = config.max_incoming_bitrate
+        app.state.media.max_publishers = config.max_publishers
+        app.state.media.max_tracks_per_participant = config.max_tracks_per_participant
+        lag_task = asyncio.create_task(metrics.measure_loop_lag())
         admin.room_stats = app.state.media.room_stats
         log.info(
             "media on udp %s:%d, candidates for %s",
@@ -130,6 +159,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         try:
             yield
         finally:
+            lag_task.cancel()
             app.state.media.close()
 
     async def rtc(ws: WebSocket) -> None:

@@ -31,6 +31,8 @@ class Config:
     auto_create_rooms: bool = True
     default_room_mode: str = "sfu"
     max_incoming_bitrate: int = 0
+    max_publishers: int = 0
+    max_tracks_per_participant: int = 8
     join_timeout: float = 10.0
     messages_per_second: float = 50.0
     log_level: str = "info"

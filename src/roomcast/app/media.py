@@ -64,6 +64,8 @@ class MediaService:
     retired: Counter[str] = field(default_factory=Counter)  # counters of closed connections
     on_tracks_changed: Callable[[str, list[PublishedTrack]], None] = lambda room, tracks: None
     max_incoming_bitrate: int = 0
+    max_publishers: int = 0  # per room; 0 = no limit
+    max_tracks_per_participant: int = 8
 
     @property
     def candidate_port(self) -> int:
@@ -94,6 +96,8 @@ class MediaService:
         router = self.routers.get(context.room) if mode != "echo" else None
         if mode != "echo" and router is None:
             router = self.routers[context.room] = Router(context.room, on_tracks_changed=self._tracks_changed)
+        if router is not None and mode == "publish":
+            self._check_publish_limits(router, owner, offer)
         media = router.participant(owner, context.identity) if router is not None else None
         send_tracks: dict[str, SendTrack] = {}
         if router is not None and mode == "subscribe":
@@ -134,6 +138,23 @@ class MediaService:
                 router.attach_subscriber(media, owned.transport, negotiated, context.subscriptions)
         self.endpoint.poke(owned.transport)
         return negotiated.answer.serialize()
+
+    def _check_publish_limits(self, router: Router, owner: str, offer: SessionDescription) -> None:
+        sending = sum(
+            1
+            for m in offer.media
+            if m.kind in ("audio", "video") and m.port and m.direction in ("sendonly", "sendrecv")
+        )
+        if sending > self.max_tracks_per_participant:
+            raise MediaError("too_many_tracks", f"at most {self.max_tracks_per_participant} tracks per participant")
+        existing = router.participants.get(owner)
+        publishers = {p.owner for p in router.producers.values()}
+        if (
+            self.max_publishers
+            and (existing is None or owner not in publishers)
+            and len(publishers) >= self.max_publishers
+        ):
+            raise MediaError("too_many_publishers", f"room allows at most {self.max_publishers} publishers")
 
     def _new_transport(
         self, owner: str, target: str, room: str, negotiated: NegotiatedAnswer, ufrag: str, pwd: str
@@ -232,7 +253,9 @@ class MediaService:
                 total.update(self._counters_of(owned))
         for router in self.routers.values():
             total.update(router.counters)
-            total["forwarded"] += sum(c.packets_sent for p in router.producers.values() for c in p.consumers)
+            packets, octets = router.live_forwarded()
+            total["forwarded"] += packets
+            total["forwarded_bytes"] += octets
         total.update({"socket_" + k: v for k, v in self.endpoint.drops.items()})
         return total
 

@@ -175,6 +175,7 @@ class Router:
         for consumer, producer in media.consumers.values():
             if consumer in producer.consumers:
                 producer.consumers.remove(consumer)
+                self._retire(consumer)
         media.consumers.clear()
         if removed:
             self.on_tracks_changed(self)
@@ -242,8 +243,20 @@ class Router:
         if changed:
             self.on_tracks_changed(self)
 
+    def _retire(self, consumer: Consumer) -> None:
+        """Keep a closed consumer's totals so the forwarded counters never go backwards."""
+        self.counters["forwarded"] += consumer.packets_sent
+        self.counters["forwarded_bytes"] += consumer.bytes_sent
+        consumer.packets_sent = consumer.bytes_sent = 0
+
+    def live_forwarded(self) -> tuple[int, int]:
+        consumers = [c for p in self.producers.values() for c in p.consumers]
+        return sum(c.packets_sent for c in consumers), sum(c.bytes_sent for c in consumers)
+
     def _close_producer(self, producer: Producer) -> None:
         producer.closed = True
+        for consumer in producer.consumers:
+            self._retire(consumer)
         producer.consumers.clear()
         self.producers.pop(producer.sid, None)
         owner = self.participants.get(producer.owner)
@@ -399,6 +412,7 @@ class Router:
             if mid not in wanted or wanted[mid][1] is not producer:
                 if consumer in producer.consumers:
                     producer.consumers.remove(consumer)
+                    self._retire(consumer)
                 del media.consumers[mid]
                 media.consumers_by_ssrc.pop(consumer.ssrc, None)
         for mid, (m, producer) in wanted.items():
