@@ -21,6 +21,7 @@ from roomcast.proto.dtls import (
     DtlsFailed,
     HandshakeComplete,
 )
+from roomcast.proto.ice_controlling import IceControllingAgent, IceFailed, Nominated
 from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, Selected
 from roomcast.proto.srtp import SrtpContext, SrtpError
 
@@ -71,18 +72,26 @@ class WebRtcTransport:
         local_ufrag: str | None = None,
         local_pwd: str | None = None,
         consent_timeout: float = 30.0,
+        server: Addr | None = None,
     ) -> None:
+        """Server side (ICE-lite) by default; with ``server`` given, the client side: ICE controlling
+        towards that candidate (our SDK, load bots, tests)."""
         if local_ufrag is None or local_pwd is None:
             local_ufrag, local_pwd = new_ice_credentials()
         self.local_ufrag = local_ufrag
         self.local_pwd = local_pwd
-        self.ice = IceLiteAgent(local_ufrag, local_pwd, remote_ufrag, remote_pwd, consent_timeout=consent_timeout)
+        self.ice: IceLiteAgent | IceControllingAgent
+        if server is None:
+            self.ice = IceLiteAgent(local_ufrag, local_pwd, remote_ufrag, remote_pwd, consent_timeout=consent_timeout)
+        else:
+            self.ice = IceControllingAgent(local_ufrag, local_pwd, remote_ufrag, remote_pwd, server)
         self.dtls = DtlsConnection(certificate, role=dtls_role, remote_fingerprints=remote_fingerprints)  # type: ignore[arg-type]
         self.remote: Addr | None = None
         self.srtp: SrtpContext | None = None
         self.closed = False
         self.connected = False
         self.on_rtp: PacketHandler = _ignore
+        self.decrypt = True  # False: hand RTP over still encrypted (its header is clear), e.g. to count packets
         # Set by the runtime: send a datagram at once. Media forwarded from *another* connection's input
         # then leaves immediately instead of waiting for this connection's next poll (hot path).
         self.direct_send: Callable[[bytes, Addr], None] | None = None
@@ -95,6 +104,12 @@ class WebRtcTransport:
         self.now = 0.0  # time of the latest input, for handlers that run inside it (e.g. throttles)
 
     # ------------------------------------------------------------------ input
+
+    def start(self, now: float) -> None:
+        """Client side: begin connectivity checks (the server side just waits for them)."""
+        if isinstance(self.ice, IceControllingAgent):
+            self.ice.start(now)
+            self._drain_ice(now)
 
     def is_validated(self, remote: Addr) -> bool:
         return remote in self._validated
@@ -130,7 +145,7 @@ class WebRtcTransport:
             if 191 < data[1] < 224:  # RFC 5761 §4: RTCP packet types 192-223 share the port
                 self.on_rtcp(srtp.unprotect_rtcp(data))
             else:
-                self.on_rtp(srtp.unprotect(data))
+                self.on_rtp(srtp.unprotect(data) if self.decrypt else data)
         except SrtpError:
             self.counters["srtp_unprotect_failed"] += 1
 
@@ -191,11 +206,13 @@ class WebRtcTransport:
     # ------------------------------------------------------------------ internals
 
     def _drain_ice(self, now: float) -> None:
+        lite = isinstance(self.ice, IceLiteAgent)
         while (item := self.ice.poll_transmit()) is not None:
             self._transmits.append(item)
-            self._validated.add(item.remote)  # we only answer checks that passed integrity
+            if lite:
+                self._validated.add(item.remote)  # we only answer checks that passed integrity
         while (event := self.ice.poll_event()) is not None:
-            if isinstance(event, Selected):
+            if isinstance(event, Selected | Nominated):
                 self.remote = event.remote
                 self._validated.add(event.remote)
                 if not self._dtls_started:
@@ -204,6 +221,8 @@ class WebRtcTransport:
                     self._drain_dtls()
             elif isinstance(event, ConsentExpired):
                 self._fail("ice_consent_expired")
+            elif isinstance(event, IceFailed):
+                self._fail("ice_failed: " + event.reason)
 
     def _drain_dtls(self) -> None:
         while (record := self.dtls.poll_transmit()) is not None:

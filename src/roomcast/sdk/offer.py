@@ -1,0 +1,62 @@
+"""SDP offers a non-browser client sends (RFC 8829 as the offerer, unified plan, BUNDLE, rtcp-mux)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from roomcast.wire.sdp import Attribute, MediaDescription, SessionDescription
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferedTrack:
+    kind: str  # "audio" | "video"
+    direction: str  # "sendonly" (publish) | "recvonly" (subscribe)
+    track_id: str = ""
+    ssrc: int = 0
+    rtx_ssrc: int = 0
+
+
+VIDEO = (("96", "VP8/90000"), ("97", "rtx/90000"))
+AUDIO = (("111", "opus/48000/2"),)
+
+
+def client_offer(
+    tracks: list[OfferedTrack], ufrag: str, pwd: str, fingerprint: str, stream_id: str = "roomcast"
+) -> str:
+    media: list[MediaDescription] = []
+    for mid, track in enumerate(tracks):
+        codecs = VIDEO if track.kind == "video" else AUDIO
+        attrs: list[Attribute] = [
+            ("ice-ufrag", ufrag),
+            ("ice-pwd", pwd),
+            ("fingerprint", f"sha-256 {fingerprint}"),
+            ("setup", "actpass"),
+            ("mid", str(mid)),
+            ("extmap", f"4 {MID_URI}"),
+            (track.direction, None),
+            ("rtcp-mux", None),
+        ]
+        for pt, encoding in codecs:
+            attrs.append(("rtpmap", f"{pt} {encoding}"))
+            if encoding.startswith("rtx"):
+                attrs.append(("fmtp", f"{pt} apt=96"))
+            elif track.kind == "video":
+                attrs += [("rtcp-fb", f"{pt} nack"), ("rtcp-fb", f"{pt} nack pli")]
+        if track.direction == "sendonly":
+            attrs.append(("msid", f"{stream_id} {track.track_id}"))
+            if track.rtx_ssrc:
+                attrs.append(("ssrc-group", f"FID {track.ssrc} {track.rtx_ssrc}"))
+            for ssrc in (track.ssrc, track.rtx_ssrc):
+                if ssrc:
+                    attrs.append(("ssrc", f"{ssrc} cname:{stream_id}"))
+        fmts = tuple(pt for pt, _ in codecs)
+        media.append(MediaDescription(track.kind, 9, "UDP/TLS/RTP/SAVPF", fmts, "IN IP4 0.0.0.0", tuple(attrs)))
+    session = SessionDescription(
+        origin=f"- {random.randint(1, 2**62)} 2 IN IP4 127.0.0.1",
+        attributes=(("group", "BUNDLE " + " ".join(str(i) for i in range(len(tracks)))), ("msid-semantic", " WMS *")),
+        media=tuple(media),
+    )
+    return session.serialize()
