@@ -26,9 +26,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from roomcast.sdk import connect  # noqa: E402
-from tests.signaling.wsclient import dev_token  # noqa: E402
-from tests.support.server import ServerProcess  # noqa: E402
+from tests.signaling.wsclient import dev_token
+from tests.support.server import ServerProcess
+
+from roomcast.sdk import connect
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -77,7 +78,7 @@ async def run(server: ServerProcess, n: int, duration: float) -> dict[str, float
     tick = 0
     while time.monotonic() - start < duration:
         now = time.monotonic()
-        for _ in range(3):  # 150 video packets/s × 1,200 bytes ≈ 1.44 Mbps
+        for _ in range(3):  # 150 video packets/s x 1,200 bytes ≈ 1.44 Mbps
             seq = publication.send("video", video_payload, tick * 1800)
             sent_at[seq] = now
             sent += 1
