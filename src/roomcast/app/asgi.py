@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
+import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -24,8 +26,11 @@ from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
 from roomcast.app.media import MediaService, start_media
+from roomcast.signaling.messages import Error, IceServer
 from roomcast.signaling.rooms import RoomManager
 from roomcast.signaling.session import SessionLimits, SignalingSession
+from roomcast.turn.credentials import ice_servers as turn_ice_servers
+from roomcast.turn.credentials import mint_turn_credentials
 
 WEB_DIR = Path(str(resources.files("roomcast") / "web"))
 log = logging.getLogger("roomcast.app")
@@ -162,11 +167,47 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
             lag_task.cancel()
             app.state.media.close()
 
-    async def rtc(ws: WebSocket) -> None:
-        session = SignalingSession(
-            ws, manager, config.keys, clock=clock, limits=limits, on_event=metrics.count, media=ws.app.state.media
+    def ice_servers(identity: str) -> list[IceServer]:
+        """Short-lived TURN credentials per participant (coturn ``use-auth-secret``), when TURN is configured."""
+        if not config.turn_secret:
+            return []
+        credentials = mint_turn_credentials(config.turn_secret, identity, clock(), config.turn_ttl)
+        servers = turn_ice_servers(
+            config.turn_host, config.turn_port, credentials, tls_port=config.turn_tls_port or None
         )
-        await session.run()
+        return [msgspec.convert(s, IceServer) for s in servers]
+
+    connections: collections.Counter[str] = collections.Counter()
+
+    async def rtc(ws: WebSocket) -> None:
+        client = ws.client.host if ws.client else "?"
+        if connections[client] >= config.max_connections_per_ip:
+            metrics.count("connection_limit")
+            await ws.accept()
+            await ws.send_text(
+                msgspec.json.encode(
+                    Error(code="too_many_connections", message="too many connections from your address", fatal=True)
+                ).decode()
+            )
+            await ws.close(1008, "too_many_connections")
+            return
+        connections[client] += 1
+        try:
+            session = SignalingSession(
+                ws,
+                manager,
+                config.keys,
+                clock=clock,
+                limits=limits,
+                on_event=metrics.count,
+                media=ws.app.state.media,
+                ice_servers=ice_servers,
+            )
+            await session.run()
+        finally:
+            connections[client] -= 1
+            if connections[client] <= 0:
+                del connections[client]
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__, "rooms": len(manager.rooms)})

@@ -28,6 +28,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--max-rooms", type=int, dest="max_rooms")
     p.add_argument("--max-participants", type=int, dest="max_participants", help="default per-room limit")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--tls-cert", dest="tls_cert", help="serve HTTPS/WSS with this certificate (PEM)")
+    p.add_argument("--tls-key", dest="tls_key", help="private key (PEM) for --tls-cert")
+    p.add_argument("--turn-host", dest="turn_host", help="coturn host announced to clients (with ROOMCAST_TURN_SECRET)")
+    p.add_argument("--turn-port", dest="turn_port", type=int, help="coturn port (default 3478)")
 
 
 def _token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _token_parser(sub)
     sub.add_parser("bench", help="measure the forwarding hot path (µs per forwarded packet)", add_help=False)
+    sub.add_parser("turn-config", help="write a coturn config with secure defaults", add_help=False)
     return parser
 
 
@@ -98,6 +103,10 @@ def serve(args: argparse.Namespace) -> int:
             "max_rooms": args.max_rooms,
             "max_participants": args.max_participants,
             "log_level": args.log_level,
+            "tls_cert": args.tls_cert,
+            "tls_key": args.tls_key,
+            "turn_host": args.turn_host,
+            "turn_port": args.turn_port,
         },
         config_file=args.config,
     )
@@ -162,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from roomcast.app.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["turn-config"]:
+        from roomcast.turn.coturn_config import turn_config_main
+
+        return turn_config_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

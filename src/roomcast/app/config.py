@@ -36,6 +36,14 @@ class Config:
     join_timeout: float = 10.0
     messages_per_second: float = 50.0
     log_level: str = "info"
+    tls_cert: str = ""
+    tls_key: str = ""
+    turn_secret: str = ""
+    turn_host: str = ""
+    turn_port: int = 3478
+    turn_tls_port: int = 0
+    turn_ttl: float = 300.0
+    max_connections_per_ip: int = 50
     dev_mode: bool = field(default=False)
 
     @property
@@ -101,6 +109,13 @@ def load(
         raise ConfigError("set both ROOMCAST_API_KEY and ROOMCAST_API_SECRET, or neither for dev mode")
     if not (0 <= config.port <= 65535):
         raise ConfigError(f"port {config.port} out of range")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("give both --tls-cert and --tls-key, or neither")
+    for path in (config.tls_cert, config.tls_key):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"no such file: {path}")
+    if bool(config.turn_secret) != bool(config.turn_host):
+        raise ConfigError("TURN needs both ROOMCAST_TURN_SECRET and --turn-host (ROOMCAST_TURN_HOST)")
     if config.default_room_mode not in ("sfu", "p2p"):
         raise ConfigError("default_room_mode must be 'sfu' or 'p2p'")
     if config.max_participants < 1 or config.max_rooms < 1:

@@ -146,8 +146,10 @@ class SignalingSession:
         limits: SessionLimits | None = None,
         on_event: Callable[[str], None] | None = None,
         media: MediaBackend | None = None,
+        ice_servers: Callable[[str], list[m.IceServer]] | None = None,
     ) -> None:
         self.media = media
+        self.ice_servers = ice_servers or (lambda identity: [])
         self.ws = ws
         self.manager = manager
         self.keys = keys
@@ -344,6 +346,7 @@ class SignalingSession:
                 sid=room.sid,
                 participant=participant_info(participant),
                 participants=others,
+                ice_servers=self.ice_servers(participant.identity),
                 mode=room.mode,
             )
         )

@@ -27,5 +27,13 @@
     return node;
   }
 
-  global.RoomcastPage = {params, pageToken, setStatus, el};
+  /** Connection options from the URL: ?relay=1 forces TURN, ?turn=udp|tcp picks the TURN transport. */
+  function connectOptions() {
+    const options = {room: params.get('room') || undefined};
+    if (params.get('relay')) options.iceTransportPolicy = 'relay';
+    if (params.get('turn')) options.turnTransport = params.get('turn');
+    return options;
+  }
+
+  global.RoomcastPage = {params, pageToken, setStatus, el, connectOptions};
 })(window);

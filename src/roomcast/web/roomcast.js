@@ -80,7 +80,7 @@
       this.ignoreOffer = false;
       this.queue = Promise.resolve();
       this.senders = new Map();
-      this.pc = new RTCPeerConnection({iceServers: room.iceServers});
+      this.pc = new RTCPeerConnection({iceServers: room.iceServers, iceTransportPolicy: room.iceTransportPolicy});
       const pc = this.pc;
       pc.onnegotiationneeded = async () => {
         try {
@@ -165,7 +165,8 @@
       super();
       this.room = room;
       this.target = target;
-      this.pc = new RTCPeerConnection({iceServers: room.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require'});
+      this.pc = new RTCPeerConnection({iceServers: room.iceServers, iceTransportPolicy: room.iceTransportPolicy,
+        bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require'});
       this.remoteStream = new MediaStream();
       this._answered = null;
       this.pc.ontrack = ({track, transceiver}) => {
@@ -354,6 +355,7 @@
       this.localStream = null;
       this.localTracks = [];
       this.iceServers = options.iceServers || [];
+      this.iceTransportPolicy = options.iceTransportPolicy || 'all';  // 'relay': only through TURN
       this.state = 'connecting';
       this._pingTimer = null;
     }
@@ -374,6 +376,12 @@
       this.sfu = msg.mode === 'sfu' ? new SfuClient(this) : null;
       if (!this.options.iceServers) {
         this.iceServers = (msg.ice_servers || []).map((s) => ({urls: s.urls, username: s.username, credential: s.credential}));
+        const only = this.options.turnTransport;  // 'udp' | 'tcp': keep only TURN URLs of that transport
+        if (only) {
+          this.iceServers = this.iceServers
+            .map((s) => Object.assign({}, s, {urls: s.urls.filter((u) => u.startsWith('turn') && u.endsWith('transport=' + only))}))
+            .filter((s) => s.urls.length);
+        }
       }
       this.state = 'connected';
       for (const info of msg.participants) this._addParticipant(info, false);

@@ -1,0 +1,1 @@
+"""TURN: short-lived credentials for coturn (TURN REST API) and coturn configuration."""
