@@ -22,11 +22,13 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 class ServerProcess:
     """A ``roomcast serve`` subprocess; ``stop()`` sends SIGTERM and checks it exits cleanly."""
 
-    def __init__(self, log_dir: Path, env: Mapping[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, env: Mapping[str, str] | None = None, args: list[str] | None = None, tls: bool = False
+    ) -> None:
         self.port = free_port()
         self.media_port = free_port(socket.SOCK_DGRAM)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.ws_base = f"ws://127.0.0.1:{self.port}"
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ws_base = f"{'wss' if tls else 'ws'}://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"roomcast-{self.port}.log"
         full_env = dict(os.environ)
         full_env.pop("ROOMCAST_API_KEY", None)
@@ -57,7 +59,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"roomcast serve exited early:\n{self.log()}")
             try:
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.base + "/healthz", timeout=1, verify=False).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

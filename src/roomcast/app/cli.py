@@ -126,10 +126,13 @@ def serve(args: argparse.Namespace) -> int:
             ws_ping_timeout=20,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            ssl_certfile=config.tls_cert or None,
+            ssl_keyfile=config.tls_key or None,
         )
     )
+    scheme = "https" if config.tls_cert else "http"
     print(
-        f"roomcast {__version__} listening on http://{config.host}:{config.port}/",
+        f"roomcast {__version__} listening on {scheme}://{config.host}:{config.port}/",
         file=sys.stderr,
         flush=True,
     )

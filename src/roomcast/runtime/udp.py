@@ -39,8 +39,12 @@ class Connection(Protocol):
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, new_address_rate: float = 50.0) -> None:
         self.clock = clock
+        # STUN from addresses we do not know yet costs an HMAC per check: at most this many per second
+        # per source IP (burst twice that), so a flood cannot buy unbounded CPU (RELIABILITY O5).
+        self.new_address_rate = new_address_rate
+        self._buckets: dict[str, tuple[float, float]] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.by_ufrag: dict[str, Connection] = {}
         self.by_addr: dict[Addr, Connection] = {}
@@ -121,6 +125,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         if not is_stun(data):
             self.drops["unknown_address"] += 1
             return None
+        if not self._allow_new(remote[0]):
+            self.drops["stun_rate_limited"] += 1
+            return None
         username = peek_username(data)
         if username is None:
             self.drops["stun_no_username"] += 1
@@ -131,6 +138,19 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         if conn is None:
             self.drops["unknown_ufrag"] += 1
         return conn
+
+    def _allow_new(self, ip: str) -> bool:
+        now = self.clock()
+        burst = 2 * self.new_address_rate
+        tokens, last = self._buckets.get(ip, (burst, now))
+        tokens = min(burst, tokens + (now - last) * self.new_address_rate)
+        if len(self._buckets) > 10_000:  # bounded state: forget the quiet ones
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 10}
+        if tokens < 1:
+            self._buckets[ip] = (tokens, now)
+            return False
+        self._buckets[ip] = (tokens - 1, now)
+        return True
 
     def error_received(self, exc: Exception) -> None:
         self.drops["socket_error"] += 1
