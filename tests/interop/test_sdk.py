@@ -35,7 +35,7 @@ async def test_sdk_publisher_to_sdk_subscribers(server: ServerProcess) -> None:
     for n in range(100):
         publication.send("video", bytes([n % 256]) * 1000, n * 3000, marker=True)
         publication.send("audio", bytes([n % 256]) * 100, n * 960)
-        await asyncio.sleep(0)  # yield so the loop can read; this paces nothing
+        await asyncio.sleep(0.005)  # a media source's pacing (200 packets/s), not a wait for an event
     await asyncio.wait_for(done.wait(), 10)
     video_sid = next(sid for sid, t in subscribers[0].tracks.items() if t["kind"] == "video")
     for c in counts:

@@ -151,7 +151,16 @@ def metric(server: ServerProcess, name: str) -> float:
     return float(found.group(1)) if found else -1.0
 
 
-async def test_nothing_leaks_after_everyone_leaves(server: ServerProcess) -> None:
+@pytest.fixture(scope="module")
+def quiet_server(artifacts: Path) -> Iterator[ServerProcess]:
+    """Its own server, so other tests' participants cannot mask or fake a leak."""
+    proc = ServerProcess(artifacts)
+    yield proc
+    assert proc.stop() == 0
+
+
+async def test_nothing_leaks_after_everyone_leaves(quiet_server: ServerProcess) -> None:
+    server = quiet_server
     room = "leak-check"
     clients = [await connect(server.ws_base, dev_token(room, f"p{i}")) for i in range(4)]
     for client in clients:

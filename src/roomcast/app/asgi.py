@@ -181,7 +181,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
 
     async def rtc(ws: WebSocket) -> None:
         client = ws.client.host if ws.client else "?"
-        if connections[client] >= config.max_connections_per_ip:
+        if config.max_connections_per_ip and connections[client] >= config.max_connections_per_ip:
             metrics.count("connection_limit")
             await ws.accept()
             await ws.send_text(

@@ -43,7 +43,7 @@ class Config:
     turn_port: int = 3478
     turn_tls_port: int = 0
     turn_ttl: float = 300.0
-    max_connections_per_ip: int = 50
+    max_connections_per_ip: int = 200  # per source IP; behind a reverse proxy raise it or use 0 (no limit)
     dev_mode: bool = field(default=False)
 
     @property
