@@ -113,6 +113,7 @@ class _Conn:
 
     def __init__(self) -> None:
         self.seen = 0
+        self.valid: set[Addr] = set()
 
     def handle_datagram(self, data: bytes, remote: Addr, now: float) -> None:
         self.seen += 1
@@ -126,7 +127,7 @@ class _Conn:
         return None
 
     def is_validated(self, remote: Addr) -> bool:
-        return False
+        return remote in self.valid
 
 
 async def test_stun_from_new_addresses_is_rate_limited_per_source_ip() -> None:
@@ -144,6 +145,12 @@ async def test_stun_from_new_addresses_is_rate_limited_per_source_ip() -> None:
     for port in range(100):
         endpoint.datagram_received(check, ("127.0.0.9", 30000 + port))
     assert conn.seen == 151
+    # honest clients behind the same address: their checks validate and are refunded
+    clock[0] += 10.0
+    for port in range(1000):
+        conn.valid.add(("127.0.0.11", port))
+        endpoint.datagram_received(check, ("127.0.0.11", port))
+    assert conn.seen == 1151 and endpoint.drops["stun_rate_limited"] == 950
 
 
 def metric(server: ServerProcess, name: str) -> float:

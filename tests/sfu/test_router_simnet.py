@@ -242,3 +242,31 @@ def test_sender_reports_are_rewritten_and_publishers_get_receiver_reports() -> N
     assert blocks and blocks[-1].highest_seq >= 150 and blocks[-1].packets_lost == 0
     assert blocks[-1].lsr == (0xE0000000_80000000 >> 16) & 0xFFFFFFFF  # RFC 3550: middle 32 bits of the SR's NTP
     assert 0 < blocks[-1].dlsr < 65536  # under a second since that SR, in 1/65536 s
+
+
+def test_reused_subscriber_mline_keeps_its_numbering_across_producers() -> None:
+    """The m-line's SSRC is fixed, so a new producer on it must continue its sequence numbers (SRTP index)."""
+    net = SimNetwork(seed=1)
+    router = Router("room")
+    sent: list[bytes] = []
+    down = FakeTransport(SERVER_OUT, SUB, net)
+    down.send_rtp = lambda pkt: sent.append(bytes(pkt))  # type: ignore[method-assign]
+    first = router.participant("a", "alice")
+    second = router.participant("b", "bob")
+    viewer = router.participant("v", "viewer")
+    router.attach_publisher(first, FakeTransport(SERVER_IN, PUB, net), negotiated("recvonly", remote=(MEDIA_SSRC,)), {})  # type: ignore[arg-type]
+    sid_a = router.tracks()[0].sid
+    router.attach_subscriber(viewer, down, negotiated("sendonly", send=5555, send_rtx=6666), {"0": sid_a})  # type: ignore[arg-type]
+    for seq in range(100, 110):
+        first.publisher.on_rtp(RtpPacket(96, seq, seq * 10, MEDIA_SSRC, b"a").serialize())  # type: ignore[union-attr,misc,operator]
+    router.remove_participant("a")
+    router.attach_subscriber(viewer, down, negotiated("inactive"), {})  # type: ignore[arg-type]
+    other = negotiated("recvonly", remote=(7777,))
+    router.attach_publisher(second, FakeTransport(SERVER_IN, PUB, net), other, {})  # type: ignore[arg-type]
+    sid_b = router.tracks()[0].sid
+    router.attach_subscriber(viewer, down, negotiated("sendonly", send=5555, send_rtx=6666), {"0": sid_b})  # type: ignore[arg-type]
+    for seq in range(40000, 40005):
+        second.publisher.on_rtp(RtpPacket(96, seq, seq * 10, 7777, b"b").serialize())  # type: ignore[union-attr,misc,operator]
+    seqs = [RtpPacket.parse(p).sequence_number for p in sent]
+    assert seqs == list(range(100, 115))
+    assert {RtpPacket.parse(p).ssrc for p in sent} == {5555}

@@ -41,8 +41,10 @@ class Connection(Protocol):
 class UdpEndpoint(asyncio.DatagramProtocol):
     def __init__(self, clock: Callable[[], float] = time.monotonic, new_address_rate: float = 50.0) -> None:
         self.clock = clock
-        # STUN from addresses we do not know yet costs an HMAC per check: at most this many per second
-        # per source IP (burst twice that), so a flood cannot buy unbounded CPU (RELIABILITY O5).
+        # STUN from addresses we do not know yet costs an HMAC per check: at most this many *failing*
+        # checks per second per source IP (burst twice that), so a flood cannot buy unbounded CPU
+        # (RELIABILITY O5). Checks that validate are refunded: many honest clients behind one NAT
+        # address never drain the bucket.
         self.new_address_rate = new_address_rate
         self._buckets: dict[str, tuple[float, float]] = {}
         self.transport: asyncio.DatagramTransport | None = None
@@ -119,6 +121,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         if remote not in self._addrs.get(conn, ()) and conn.is_validated(remote):
             self._addrs[conn].add(remote)
             self.by_addr[remote] = conn
+            self._refund(remote[0])  # a check that passed integrity costs its sender nothing
         self._after_input(conn)
 
     def _accept_new(self, data: bytes, remote: Addr) -> Connection | None:
@@ -138,6 +141,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         if conn is None:
             self.drops["unknown_ufrag"] += 1
         return conn
+
+    def _refund(self, ip: str) -> None:
+        bucket = self._buckets.get(ip)
+        if bucket is not None:
+            self._buckets[ip] = (min(2 * self.new_address_rate, bucket[0] + 1), bucket[1])
 
     def _allow_new(self, ip: str) -> bool:
         now = self.clock()

@@ -139,6 +139,9 @@ class ParticipantMedia:
     consumers_by_ssrc: dict[int, tuple[Consumer, Producer]] = field(default_factory=dict)
     mid_ext_ids: set[int] = field(default_factory=set)
     send_ssrcs: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # stable across renegotiation
+    # A subscriber m-line keeps its SSRC for life, so it must keep its sequence numbering too (SRTP's
+    # packet index and the browser's jitter buffer depend on it): its consumer is parked, not dropped.
+    parked: dict[str, Consumer] = field(default_factory=dict)
     last_nack: float = 0.0
     last_report: float = 0.0
 
@@ -415,20 +418,32 @@ class Router:
                     self._retire(consumer)
                 del media.consumers[mid]
                 media.consumers_by_ssrc.pop(consumer.ssrc, None)
+                media.parked[mid] = consumer
         for mid, (m, producer) in wanted.items():
             if mid in media.consumers:
                 continue
             assert m.send_ssrc is not None
-            consumer = Consumer(
-                ssrc=m.send_ssrc,
-                kind=m.kind,
-                clock_rate=m.clock_rate,
-                send=transport.send_rtp,
-                pt_map=payload_type_map(producer, m),
-                rtx_ssrc=m.send_rtx_ssrc,
-                rtx_pt=dict(m.rtx),
-                send_rtcp=transport.send_rtcp,
-            )
+            parked = media.parked.pop(mid, None)
+            if parked is not None and parked.ssrc == m.send_ssrc:
+                consumer = parked
+                consumer.source_ssrc = None  # re-base onto the new producer: numbering continues
+                consumer.paused = False
+                consumer.pt_map = payload_type_map(producer, m)
+                consumer.rtx_pt = dict(m.rtx)
+                consumer.clock_rate = m.clock_rate
+                consumer.send = transport.send_rtp
+                consumer.send_rtcp = transport.send_rtcp
+            else:
+                consumer = Consumer(
+                    ssrc=m.send_ssrc,
+                    kind=m.kind,
+                    clock_rate=m.clock_rate,
+                    send=transport.send_rtp,
+                    pt_map=payload_type_map(producer, m),
+                    rtx_ssrc=m.send_rtx_ssrc,
+                    rtx_pt=dict(m.rtx),
+                    send_rtcp=transport.send_rtcp,
+                )
             producer.consumers.append(consumer)
             media.consumers[mid] = (consumer, producer)
             media.consumers_by_ssrc[m.send_ssrc] = (consumer, producer)
