@@ -99,6 +99,7 @@ async def test_sdk_binary_data_and_topics(server: ServerProcess, new_page: NewPa
     b = await new_page(url + "b")
     await b.wait_for_function("window.room && window.room.state === 'connected'")
     await b.evaluate("window.got = []; window.room.on('data', m => window.got.push(m))")
+    await b.evaluate("window.room.connectData()")  # b's data channel is open: nothing can be missed
     await a.wait_for_function("window.room.participants.has('b')")
     await a.evaluate("window.room.sendData(new Uint8Array([0, 1, 2, 255]), {topic: 'bin'})")
     await b.wait_for_function("window.got.length >= 1")

@@ -92,7 +92,11 @@ class _MediaCollector(Collector):
         )
         events = CounterMetricFamily("roomcast_media_events", "Feedback and recovery events", labels=["event"])
         for name, value in sorted(counters.items()):
-            if name.startswith("socket_") or (name.startswith("ice_") and name != "ice_checks") or name in _DROPS:
+            if (
+                name.startswith(("socket_", "data_dropped_"))
+                or (name.startswith("ice_") and name != "ice_checks")
+                or name in _DROPS
+            ):
                 dropped.add_metric([name], value)
             elif name not in ("forwarded", "forwarded_bytes", "rtp_echoed"):
                 events.add_metric([name], value)

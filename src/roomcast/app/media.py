@@ -15,8 +15,16 @@ from dataclasses import dataclass, field
 
 from roomcast.proto.dtls import DtlsCertificate
 from roomcast.proto.jsep import AnswerParams, Mode, NegotiatedAnswer, NegotiationError, SendTrack, create_answer
-from roomcast.proto.webrtc import TransportConnected, TransportFailed, WebRtcTransport, new_ice_credentials
+from roomcast.proto.sctp import SctpAssociation
+from roomcast.proto.webrtc import (
+    TransportConnected,
+    TransportFailed,
+    TransportSctp,
+    WebRtcTransport,
+    new_ice_credentials,
+)
 from roomcast.runtime.udp import UdpEndpoint
+from roomcast.sfu.datachannels import DataRouter
 from roomcast.sfu.echo import EchoSession
 from roomcast.sfu.router import Router
 from roomcast.signaling.media import MediaError, OfferContext, PublishedTrack
@@ -26,7 +34,8 @@ from roomcast.wire.sdp import SessionDescription
 log = logging.getLogger("roomcast.media")
 
 MAX_ENDPOINTS_PER_OWNER = 4
-_MODES: dict[str, Mode] = {"$echo": "echo", "$publish": "publish", "$subscribe": "subscribe"}
+_MODES: dict[str, Mode] = {"$echo": "echo", "$publish": "publish", "$subscribe": "subscribe", "$data": "publish"}
+MAX_MESSAGE_SIZE = 262144
 
 
 def announced_address(bind_host: str, public_ip: str | None) -> str:
@@ -61,6 +70,8 @@ class MediaService:
     clock: Callable[[], float] = time.monotonic
     owners: dict[str, dict[str, _Owned]] = field(default_factory=dict)
     routers: dict[str, Router] = field(default_factory=dict)
+    data_routers: dict[str, DataRouter] = field(default_factory=dict)
+    wall_clock: Callable[[], float] = time.time
     retired: Counter[str] = field(default_factory=Counter)  # counters of closed connections
     on_tracks_changed: Callable[[str, list[PublishedTrack]], None] = lambda room, tracks: None
     max_incoming_bitrate: int = 0
@@ -93,6 +104,8 @@ class MediaService:
             ufrag, pwd = existing.transport.local_ufrag, existing.transport.local_pwd
         else:
             ufrag, pwd = new_ice_credentials()
+        if target == "$data":
+            return self._data_offer(owner, offer, ufrag, pwd, existing if reuse else None, context)
         router = self.routers.get(context.room) if mode != "echo" else None
         if mode != "echo" and router is None:
             router = self.routers[context.room] = Router(context.room, on_tracks_changed=self._tracks_changed)
@@ -139,6 +152,41 @@ class MediaService:
         self.endpoint.poke(owned.transport)
         return negotiated.answer.serialize()
 
+    def _data_offer(
+        self,
+        owner: str,
+        offer: SessionDescription,
+        ufrag: str,
+        pwd: str,
+        existing: _Owned | None,
+        context: OfferContext,
+    ) -> str:
+        """``$data``: a connection carrying only the SCTP association for room data (RFC 8831)."""
+        params = AnswerParams(
+            ice_ufrag=ufrag,
+            ice_pwd=pwd,
+            fingerprint=self.certificate.fingerprint[1],
+            candidates=[(self.candidate_ip, self.candidate_port)],
+            mode="publish",
+            data_channels=True,
+            max_message_size=MAX_MESSAGE_SIZE,
+        )
+        try:
+            negotiated = create_answer(offer, params)
+        except NegotiationError as exc:
+            raise MediaError(exc.code, exc.message) from None
+        if negotiated.data_mid is None:
+            raise MediaError("no_data_channel", "the offer has no webrtc-datachannel m-line")
+        if existing is None:
+            sctp = SctpAssociation("server", max_message_size=MAX_MESSAGE_SIZE)
+            existing = self._new_transport(owner, "$data", context.room, negotiated, ufrag, pwd, sctp=sctp)
+        data = self.data_routers.get(context.room)
+        if data is None:
+            data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
+        data.add(owner, context.identity, existing.transport, context.can_publish_data)
+        self.endpoint.poke(existing.transport)
+        return negotiated.answer.serialize()
+
     def _check_publish_limits(self, router: Router, owner: str, offer: SessionDescription) -> None:
         sending = sum(
             1
@@ -157,7 +205,14 @@ class MediaService:
             raise MediaError("too_many_publishers", f"room allows at most {self.max_publishers} publishers")
 
     def _new_transport(
-        self, owner: str, target: str, room: str, negotiated: NegotiatedAnswer, ufrag: str, pwd: str
+        self,
+        owner: str,
+        target: str,
+        room: str,
+        negotiated: NegotiatedAnswer,
+        ufrag: str,
+        pwd: str,
+        sctp: SctpAssociation | None = None,
     ) -> _Owned:
         self.close_endpoint(owner, target)
         endpoints = self.owners.setdefault(owner, {})
@@ -171,6 +226,7 @@ class MediaService:
             dtls_role=negotiated.dtls_role,
             local_ufrag=ufrag,
             local_pwd=pwd,
+            sctp=sctp,
         )
         owned = _Owned(transport, room)
         endpoints[target] = owned
@@ -195,6 +251,12 @@ class MediaService:
             self.close_endpoint(owner, target)
         self.owners.pop(owner, None)
         for room in rooms:
+            data = self.data_routers.get(room)
+            if data is not None:
+                data.remove(owner)
+                if not data.participants:
+                    self.retired.update(data.counters)
+                    del self.data_routers[room]
             router = self.routers.get(room)
             if router is not None:
                 router.remove_participant(owner)
@@ -226,6 +288,10 @@ class MediaService:
             if isinstance(event, TransportConnected):
                 owned.connected = True
                 log.info("media %s/%s connected from %s (%s)", owner, target, event.remote, event.srtp_profile)
+            elif isinstance(event, TransportSctp):
+                data = self.data_routers.get(owned.room)
+                if data is not None:
+                    data.on_event(owner, event.event, self.clock())
             elif isinstance(event, TransportFailed):
                 log.info("media %s/%s failed: %s", owner, target, event.reason)
                 self.close_endpoint(owner, target)
@@ -251,6 +317,8 @@ class MediaService:
         for endpoints in self.owners.values():
             for owned in endpoints.values():
                 total.update(self._counters_of(owned))
+        for data in self.data_routers.values():
+            total.update(data.counters)
         for router in self.routers.values():
             total.update(router.counters)
             packets, octets = router.live_forwarded()

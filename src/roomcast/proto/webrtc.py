@@ -23,6 +23,7 @@ from roomcast.proto.dtls import (
 )
 from roomcast.proto.ice_controlling import IceControllingAgent, IceFailed, Nominated
 from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, Selected
+from roomcast.proto.sctp import SctpAssociation, SctpEvent
 from roomcast.proto.srtp import SrtpContext, SrtpError
 
 
@@ -46,7 +47,14 @@ class TransportDataIn:
     data: bytes
 
 
-TransportEvent = TransportConnected | TransportFailed | TransportDataIn
+@dataclass(frozen=True, slots=True)
+class TransportSctp:
+    """Something happened on the data channel association (see :mod:`roomcast.proto.sctp`)."""
+
+    event: SctpEvent
+
+
+TransportEvent = TransportConnected | TransportFailed | TransportDataIn | TransportSctp
 
 PacketHandler = Callable[[bytes], None]
 
@@ -73,6 +81,7 @@ class WebRtcTransport:
         local_pwd: str | None = None,
         consent_timeout: float = 30.0,
         server: Addr | None = None,
+        sctp: SctpAssociation | None = None,
     ) -> None:
         """Server side (ICE-lite) by default; with ``server`` given, the client side: ICE controlling
         towards that candidate (our SDK, load bots, tests)."""
@@ -97,6 +106,7 @@ class WebRtcTransport:
         self.direct_send: Callable[[bytes, Addr], None] | None = None
         self.on_rtcp: PacketHandler = _ignore
         self.counters: Counter[str] = Counter()
+        self.sctp = sctp  # data channels ride on DTLS application data (RFC 8261)
         self._validated: set[Addr] = set()
         self._transmits: deque[Transmit] = deque()
         self._events: deque[TransportEvent] = deque()
@@ -157,6 +167,9 @@ class WebRtcTransport:
         self._drain_ice(now)
         self.dtls.handle_timeout(now)
         self._drain_dtls()
+        if self.sctp is not None:
+            self.sctp.handle_timeout(now)
+            self._drain_sctp()
 
     # ------------------------------------------------------------------ output
 
@@ -189,7 +202,8 @@ class WebRtcTransport:
     def poll_timeout(self) -> float | None:
         if self.closed:
             return None
-        times = [t for t in (self.ice.poll_timeout(), self.dtls.poll_timeout()) if t is not None]
+        sctp_timeout = self.sctp.poll_timeout() if self.sctp is not None else None
+        times = [t for t in (self.ice.poll_timeout(), self.dtls.poll_timeout(), sctp_timeout) if t is not None]
         return min(times) if times else None
 
     def close(self, reason: str = "closed") -> None:
@@ -234,12 +248,39 @@ class WebRtcTransport:
                 self.connected = True
                 assert self.remote is not None
                 self._events.append(TransportConnected(self.remote, event.srtp_profile))
+                if self.sctp is not None and self.sctp.role == "client":
+                    self.sctp.start(self.now)
+                    self._drain_sctp()
             elif isinstance(event, ApplicationData):
-                self._events.append(TransportDataIn(event.data))
+                if self.sctp is not None:
+                    self.sctp.handle_packet(event.data, self.now)
+                    self._drain_sctp()
+                else:
+                    self._events.append(TransportDataIn(event.data))
             elif isinstance(event, DtlsFailed):
                 self._fail("dtls_failed: " + event.reason)
             elif isinstance(event, DtlsClosed):
                 self._fail("dtls_closed")
+
+    def _drain_sctp(self) -> None:
+        sctp = self.sctp
+        if sctp is None:
+            return
+        while (packet := sctp.poll_transmit()) is not None:
+            if self.dtls.state == "connected":
+                self.dtls.send(packet)
+        while (record := self.dtls.poll_transmit()) is not None:
+            if self.remote is not None:
+                self._transmits.append(Transmit(self.remote, record))
+        while (event := sctp.poll_event()) is not None:
+            self._events.append(TransportSctp(event))
+
+    def send_message(self, stream_id: int, data: bytes, *, binary: bool = True) -> None:
+        """Send one data channel message (raises ValueError for an unknown stream or an oversized message)."""
+        if self.sctp is None or self.closed:
+            return
+        self.sctp.send(stream_id, data, self.now, binary=binary)
+        self._drain_sctp()
 
     def _fail(self, reason: str) -> None:
         if not self.closed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-SERVER_TARGETS = frozenset({"$echo", "$publish", "$subscribe"})
+SERVER_TARGETS = frozenset({"$echo", "$publish", "$subscribe", "$data"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class OfferContext:
     identity: str
     tracks: dict[str, tuple[str, str]] = field(default_factory=dict)  # track id -> (source, name)
     subscriptions: dict[str, str] = field(default_factory=dict)  # mid -> track sid
+    can_publish_data: bool = True
 
 
 class MediaError(Exception):

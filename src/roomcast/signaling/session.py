@@ -303,13 +303,14 @@ class SignalingSession:
             raise RoomError("permission_denied", "token lacks the canPublish grant")
         if target == "$subscribe" and not participant.grants.can_subscribe:
             raise RoomError("permission_denied", "token lacks the canSubscribe grant")
-        if target in ("$publish", "$subscribe") and room.mode != "sfu":
+        if target in ("$publish", "$subscribe", "$data") and room.mode != "sfu":
             raise RoomError("wrong_mode", f"room {room.name!r} is peer-to-peer: offer to a participant instead")
         context = OfferContext(
             room=room.name,
             identity=participant.identity,
             tracks={t.track_id: (t.source, t.name) for t in offer.tracks or ()},
             subscriptions=dict(offer.subscriptions or {}),
+            can_publish_data=participant.grants.can_publish_data,
         )
         try:
             answer = self.media.handle_offer(participant.sid, target, offer.sdp, context)

@@ -1,0 +1,180 @@
+"""Room data over server-terminated data channels: who may send, to whom, how fast, how much.
+
+Each participant opens two channels to the server on its ``$data`` connection: ``_roomcast`` (reliable,
+ordered) and ``_roomcast_lossy`` (unordered, no retransmissions). A message is one SCTP message holding
+an envelope: a 2-byte header length, a small JSON header, then the payload bytes. The SDK splits
+payloads above :data:`CHUNK` into numbered chunks (``id``/``i``/``n``) that the server forwards one by
+one, so a message of any size crosses the server without the server holding it whole.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from roomcast.proto.sctp import ChannelClosed, ChannelOpened, MessageReceived, SctpEvent
+from roomcast.proto.webrtc import WebRtcTransport
+
+LABEL_RELIABLE = "_roomcast"
+LABEL_LOSSY = "_roomcast_lossy"
+CHUNK = 60 * 1024
+MAX_ENVELOPE = 64 * 1024 + 1024
+MAX_HEADER = 4096
+RECEIVER_BACKLOG = 4 * 1024 * 1024
+HISTORY = 50
+RATE_MESSAGES, RATE_BYTES = 200.0, 8 * 1024 * 1024.0  # per second per participant; bursts of twice that
+
+
+def encode_envelope(header: dict[str, Any], payload: bytes) -> bytes:
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("!H", len(raw)) + raw + payload
+
+
+def decode_envelope(data: bytes) -> tuple[dict[str, Any], bytes]:
+    if len(data) < 2:
+        raise ValueError("envelope shorter than its header length")
+    size = struct.unpack_from("!H", data)[0]
+    if size > MAX_HEADER or 2 + size > len(data):
+        raise ValueError("envelope header length runs past the message")
+    try:
+        header = json.loads(data[2 : 2 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("envelope header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError("envelope header must be an object")
+    return header, data[2 + size :]
+
+
+@dataclass(eq=False)
+class DataParticipant:
+    owner: str
+    identity: str
+    transport: WebRtcTransport
+    can_publish_data: bool
+    reliable: int | None = None
+    lossy: int | None = None
+    tokens: float = 2 * RATE_MESSAGES
+    byte_tokens: float = 2 * RATE_BYTES
+    refilled: float = 0.0
+    warned: float = -1e9
+    pending: list[bytes] = field(default_factory=list)  # reliable messages that arrived before its channel opened
+    pending_bytes: int = 0
+
+    def allow(self, size: int, now: float) -> bool:
+        elapsed = max(0.0, now - self.refilled)
+        self.refilled = now
+        self.tokens = min(2 * RATE_MESSAGES, self.tokens + elapsed * RATE_MESSAGES)
+        self.byte_tokens = min(2 * RATE_BYTES, self.byte_tokens + elapsed * RATE_BYTES)
+        if self.tokens < 1 or self.byte_tokens < size:
+            return False
+        self.tokens -= 1
+        self.byte_tokens -= size
+        return True
+
+
+@dataclass
+class DataRouter:
+    room: str
+    wall_clock: Callable[[], float]
+    participants: dict[str, DataParticipant] = field(default_factory=dict)
+    counters: Counter[str] = field(default_factory=Counter)
+    history: deque[bytes] = field(default_factory=lambda: deque(maxlen=HISTORY))
+
+    def add(self, owner: str, identity: str, transport: WebRtcTransport, can_publish_data: bool) -> None:
+        self.participants[owner] = DataParticipant(owner, identity, transport, can_publish_data)
+
+    def remove(self, owner: str) -> None:
+        self.participants.pop(owner, None)
+
+    def on_event(self, owner: str, event: SctpEvent, now: float) -> None:
+        p = self.participants.get(owner)
+        if p is None:
+            return
+        if isinstance(event, ChannelOpened):
+            if event.label == LABEL_RELIABLE:
+                p.reliable = event.stream_id
+                for past in self.history:  # late joiners get the recent reliable messages
+                    self._send(p, p.reliable, past)
+                for waiting in p.pending:
+                    self._send(p, p.reliable, waiting)
+                p.pending, p.pending_bytes = [], 0
+            elif event.label == LABEL_LOSSY:
+                p.lossy = event.stream_id
+        elif isinstance(event, ChannelClosed):
+            if event.stream_id == p.reliable:
+                p.reliable = None
+            if event.stream_id == p.lossy:
+                p.lossy = None
+        elif isinstance(event, MessageReceived):
+            self._route(p, event.stream_id, event.data, now)
+
+    def _refuse(self, p: DataParticipant, code: str, message: str, now: float) -> None:
+        self.counters["data_dropped_" + code] += 1
+        if p.reliable is not None and now - p.warned >= 1.0:  # tell the sender, at most once a second
+            p.warned = now
+            self._send(p, p.reliable, encode_envelope({"e": code, "m": message}, b""))
+
+    def _route(self, p: DataParticipant, stream: int, data: bytes, now: float) -> None:
+        reliable = stream == p.reliable
+        if not reliable and stream != p.lossy:
+            self.counters["data_dropped_unknown_channel"] += 1
+            return
+        self.counters["data_messages_in"] += 1
+        self.counters["data_bytes_in"] += len(data)
+        if not p.can_publish_data:
+            self._refuse(p, "permission_denied", "token lacks the canPublishData grant", now)
+            return
+        if len(data) > MAX_ENVELOPE:
+            self._refuse(p, "data_too_large", f"messages are split in chunks of at most {CHUNK} bytes", now)
+            return
+        if not p.allow(len(data), now):
+            self._refuse(p, "rate_limited", f"over {RATE_MESSAGES:g} messages or {RATE_BYTES:g} bytes per second", now)
+            return
+        try:
+            header, payload = decode_envelope(data)
+        except ValueError as exc:
+            self._refuse(p, "invalid_message", str(exc), now)
+            return
+        out = {"f": p.identity, "t": _str(header.get("t")), "b": bool(header.get("b", True)), "ts": self.wall_clock()}
+        for key in ("id", "i", "n"):
+            if isinstance(header.get(key), int | str):
+                out[key] = header[key]
+        envelope = encode_envelope(out, payload)
+        wanted = header.get("to")
+        targets = [q for q in self.participants.values() if q is not p]
+        if isinstance(wanted, list):
+            names = {str(w) for w in wanted[:256]}
+            targets = [q for q in targets if q.identity in names]
+        for q in targets:
+            target_stream = q.reliable if reliable else q.lossy
+            if target_stream is None:
+                if reliable and len(q.pending) < 256 and q.pending_bytes + len(envelope) <= RECEIVER_BACKLOG:
+                    q.pending.append(envelope)  # its channel is still opening: hold it, bounded
+                    q.pending_bytes += len(envelope)
+                else:
+                    self.counters["data_dropped_no_channel"] += 1
+                continue
+            sctp = q.transport.sctp
+            if sctp is not None and sctp.buffered_amount() > RECEIVER_BACKLOG:
+                self.counters["data_dropped_receiver_backlog"] += 1  # a slow receiver never grows our memory
+                continue
+            self._send(q, target_stream, envelope)
+        if reliable and out["t"] == "chat" and "n" not in out and wanted is None:
+            self.history.append(envelope)
+
+    def _send(self, q: DataParticipant, stream: int, envelope: bytes) -> None:
+        try:
+            q.transport.send_message(stream, envelope)
+        except (ValueError, ConnectionError):
+            self.counters["data_dropped_send_failed"] += 1
+            return
+        self.counters["data_messages_out"] += 1
+        self.counters["data_bytes_out"] += len(envelope)
+
+
+def _str(value: object) -> str | None:
+    return value[:128] if isinstance(value, str) else None
