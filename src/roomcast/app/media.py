@@ -183,6 +183,7 @@ class MediaService:
         data = self.data_routers.get(context.room)
         if data is None:
             data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
+            data.on_output = self.endpoint.poke
         data.add(owner, context.identity, existing.transport, context.can_publish_data)
         self.endpoint.poke(existing.transport)
         return negotiated.answer.serialize()
@@ -307,6 +308,8 @@ class MediaService:
         total: Counter[str] = Counter()
         total.update(owned.transport.counters)
         total.update({"ice_" + k: v for k, v in owned.transport.ice.counters.items()})
+        if owned.transport.sctp is not None:
+            total.update({"sctp_" + k: v for k, v in owned.transport.sctp.counters.items()})
         if owned.echo is not None:
             total.update(owned.echo.counters)
         return total

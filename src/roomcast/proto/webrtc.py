@@ -185,7 +185,10 @@ class WebRtcTransport:
     def send_rtcp(self, packet: bytes | bytearray) -> None:
         if self.srtp is None or self.remote is None or self.closed:
             return
-        self._transmits.append(Transmit(self.remote, self.srtp.protect_rtcp(packet)))
+        if self.direct_send is not None:  # feedback caused by another connection's input leaves at once
+            self.direct_send(self.srtp.protect_rtcp(packet), self.remote)
+        else:
+            self._transmits.append(Transmit(self.remote, self.srtp.protect_rtcp(packet)))
 
     def send_data(self, data: bytes) -> None:
         """DTLS application data (SCTP)."""

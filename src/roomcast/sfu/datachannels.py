@@ -83,6 +83,9 @@ class DataRouter:
     participants: dict[str, DataParticipant] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)
     history: deque[bytes] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    # Sending on *another* participant's association queues DTLS records and arms its SCTP timer: the
+    # runtime must flush that connection and reschedule its timer (set by the composition root).
+    on_output: Callable[[WebRtcTransport], None] = lambda transport: None
 
     def add(self, owner: str, identity: str, transport: WebRtcTransport, can_publish_data: bool) -> None:
         self.participants[owner] = DataParticipant(owner, identity, transport, can_publish_data)
@@ -172,6 +175,7 @@ class DataRouter:
         except (ValueError, ConnectionError):
             self.counters["data_dropped_send_failed"] += 1
             return
+        self.on_output(q.transport)
         self.counters["data_messages_out"] += 1
         self.counters["data_bytes_out"] += len(envelope)
 
