@@ -69,6 +69,8 @@ async def test_three_participants_text_binary_topics_and_one_mebibyte(server: Se
     big = bytes((i * 7919) % 251 for i in range(1024 * 1024))
     assert hashlib.sha256(big).hexdigest() == digest  # and it is the content we meant to send
     assert metric(server, 'roomcast_media_events_total{event="data_messages_out"}') > 0
+    stats = httpx.get(f"{server.base}/api/rooms/{room}/stats", auth=("devkey", "devsecret")).json()
+    assert stats["data"]["data_messages_in"] >= 2 + 18 and stats["data"]["data_bytes_out"] > 2 * 1024 * 1024
 
 
 async def test_late_joiner_gets_chat_history(server: ServerProcess, new_page: NewPage) -> None:

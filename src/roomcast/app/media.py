@@ -267,7 +267,14 @@ class MediaService:
 
     def room_stats(self, room: str) -> dict[str, object] | None:
         router = self.routers.get(room)
-        return router.stats() if router is not None else None
+        data = self.data_routers.get(room)
+        if router is None and data is None:
+            return None
+        stats = (
+            router.stats() if router is not None else {"room": room, "tracks": [], "participants": {}, "counters": {}}
+        )
+        stats["data"] = dict(data.counters) if data is not None else {}
+        return stats
 
     # ------------------------------------------------------------------ internals
 
