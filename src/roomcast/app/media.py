@@ -270,9 +270,8 @@ class MediaService:
         data = self.data_routers.get(room)
         if router is None and data is None:
             return None
-        stats = (
-            router.stats() if router is not None else {"room": room, "tracks": [], "participants": {}, "counters": {}}
-        )
+        empty: dict[str, object] = {"room": room, "tracks": [], "participants": {}, "counters": {}}
+        stats: dict[str, object] = router.stats() if router is not None else empty
         stats["data"] = dict(data.counters) if data is not None else {}
         return stats
 
