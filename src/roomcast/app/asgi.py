@@ -12,7 +12,14 @@ from importlib import resources
 from pathlib import Path
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
@@ -42,6 +49,7 @@ class Metrics:
 
     def __init__(self, manager: RoomManager) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, resident memory: for load reports
         rooms = Gauge("roomcast_rooms", "Rooms open on this node", registry=self.registry)
         rooms.set_function(lambda: len(manager.rooms))
         participants = Gauge("roomcast_participants", "Participants connected to this node", registry=self.registry)

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _token_parser(sub)
     sub.add_parser("bench", help="measure the forwarding hot path (µs per forwarded packet)", add_help=False)
     sub.add_parser("turn-config", help="write a coturn config with secure defaults", add_help=False)
+    sub.add_parser("load", help="load-test a server with real bots and write a report", add_help=False)
     return parser
 
 
@@ -174,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from roomcast.app.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["load"]:
+        from roomcast.app.load import load_main
+
+        return load_main(argv[1:])
     if argv[:1] == ["turn-config"]:
         from roomcast.turn.coturn_config import turn_config_main
 
