@@ -42,3 +42,27 @@ async def test_sdk_publisher_to_sdk_subscribers(server: ServerProcess) -> None:
         assert c[video_sid] >= 95 and sum(c.values()) >= 190  # loopback: at most a few losses
     for client in (publisher, *subscribers):
         await client.close()
+
+
+async def test_sdk_data_to_and_from_the_room(server: ServerProcess) -> None:
+    room = "sdk-data-" + uuid.uuid4().hex[:6]
+    alice = await connect(server.ws_base, dev_token(room, "alice"))
+    bob = await connect(server.ws_base, dev_token(room, "bob"))
+    got: list[tuple[dict[str, object], bytes]] = []
+    arrived = asyncio.Event()
+
+    def on_data(header: dict[str, object], payload: bytes) -> None:
+        got.append((header, payload))
+        if len(got) >= 2:
+            arrived.set()
+
+    await bob.connect_data(on_data)
+    await alice.connect_data(lambda header, payload: None)
+    alice.send_data("hello", topic="chat")
+    big = bytes(range(256)) * 1024  # 256 KiB: chunked by the SDK, reassembled on the other side
+    alice.send_data(big, topic="file")
+    await asyncio.wait_for(arrived.wait(), 10)
+    assert (got[0][0]["f"], got[0][0]["t"], got[0][1]) == ("alice", "chat", b"hello")
+    assert got[1][0]["t"] == "file" and got[1][1] == big
+    await alice.close()
+    await bob.close()

@@ -57,6 +57,8 @@ RWND = 1024 * 1024
 MAX_IN_FLIGHT = 256 * 1024
 INITIAL_RTO, MIN_RTO, MAX_RTO = 1.0, 0.2, 10.0
 MAX_RETRANSMITS = 10  # reliable chunks: give up on the association after this many tries (RFC 9260 §8.1)
+MTU = 1200
+INITIAL_CWND = 4 * MTU  # RFC 9260 §7.2.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class _Outgoing:
     retransmits: int = 0
     acked: bool = False
     abandoned: bool = False
+    misses: int = 0  # SACKs that acked something after it but not it (fast retransmit at 3, §7.2.4)
 
 
 @dataclass
@@ -140,6 +143,8 @@ class SctpAssociation:
         self._outstanding: dict[int, _Outgoing] = {}
         self._queue: deque[_Outgoing] = deque()
         self._peer_rwnd = RWND
+        self._cwnd = INITIAL_CWND
+        self._ssthresh = RWND
         self._rto = INITIAL_RTO
         self._t3: float | None = None
         self._init_chunk: Chunk | None = None
@@ -468,7 +473,7 @@ class SctpAssociation:
         self._expire(now)
         batch: list[Chunk] = []
         size = 0
-        window = min(MAX_IN_FLIGHT, max(self._peer_rwnd, FRAGMENT))
+        window = min(MAX_IN_FLIGHT, max(self._peer_rwnd, FRAGMENT), max(self._cwnd, FRAGMENT))
         while self._queue and self._in_flight() + len(self._queue[0].chunk.user_data) <= window:
             item = self._queue.popleft()
             item.sent_at = now
@@ -493,21 +498,49 @@ class SctpAssociation:
 
     def _on_sack(self, sack: Sack, now: float) -> None:
         self._peer_rwnd = sack.a_rwnd
-        acked_any = False
+        acked_bytes = 0
         for tsn in list(self._outstanding):
             if not tsn_gt(tsn, sack.cumulative_tsn):
                 item = self._outstanding.pop(tsn)
-                acked_any = acked_any or not item.acked
+                if not item.acked:
+                    acked_bytes += len(item.chunk.user_data)
+        highest: int | None = None
         for start, end in sack.gaps:
             for offset in range(start, end + 1):
-                gap_item = self._outstanding.get((sack.cumulative_tsn + offset) & 0xFFFFFFFF)
+                tsn = (sack.cumulative_tsn + offset) & 0xFFFFFFFF
+                gap_item = self._outstanding.get(tsn)
                 if gap_item is not None and not gap_item.acked:
-                    gap_item.acked = acked_any = True
-        if acked_any:
+                    gap_item.acked = True
+                    acked_bytes += len(gap_item.chunk.user_data)
+                highest = tsn
+        if acked_bytes:
             self._rto = max(MIN_RTO, INITIAL_RTO / 2)
+            # §7.2.1-2: slow start below ssthresh, then about one MTU per round trip
+            self._cwnd += (
+                min(acked_bytes, MTU) if self._cwnd <= self._ssthresh else MTU * acked_bytes // max(self._cwnd, 1)
+            )
+        if highest is not None:
+            self._fast_retransmit(highest)
         self._advance_abandoned(sack.cumulative_tsn)
         live = [o for o in self._outstanding.values() if not o.acked and not o.abandoned]
         self._t3 = now + self._rto if live else None
+
+    def _fast_retransmit(self, highest: int) -> None:
+        """§7.2.4: a chunk reported missing by three SACKs is resent at once, and the window halves."""
+        resend: list[Chunk] = []
+        for tsn, item in self._outstanding.items():
+            if item.acked or item.abandoned or not tsn_gt(highest, tsn):
+                continue
+            item.misses += 1
+            if item.misses == 3:
+                resend.append(item.chunk.chunk())
+                item.retransmits += 1
+        if resend:
+            self._ssthresh = max(self._cwnd // 2, 4 * MTU)
+            self._cwnd = self._ssthresh
+            self.counters["fast_retransmitted"] += len(resend)
+            for chunk in resend:
+                self._send_chunks([chunk])
 
     def _advance_abandoned(self, cum: int) -> None:
         """RFC 3758 §3.5: move the peer past abandoned chunks with FORWARD-TSN."""
@@ -528,6 +561,8 @@ class SctpAssociation:
         if self._t3 is None or now < self._t3:
             return
         self._rto = min(MAX_RTO, self._rto * 2)
+        self._ssthresh = max(self._cwnd // 2, 4 * MTU)  # §7.2.3: a timeout means congestion
+        self._cwnd = MTU
         self._t3 = now + self._rto
         if self.state == "cookie-wait" and self._init_chunk is not None:
             self._send_chunks([self._init_chunk], vtag=0)
@@ -551,13 +586,21 @@ class SctpAssociation:
                 self._abort("peer stopped acknowledging data")
                 return
             encoded = item.chunk.chunk()
-            if size + len(encoded.value) + 16 > PACKET_BUDGET:
+            if size + len(encoded.value) + 16 > self._ssthresh:
                 break
             resend.append(encoded)
             size += len(encoded.value) + 16
         if resend:
             self.counters["retransmitted"] += len(resend)
-            self._send_chunks(resend)
+            batch: list[Chunk] = []
+            used = 0
+            for encoded in resend:
+                if batch and used + len(encoded.value) + 16 > PACKET_BUDGET:
+                    self._send_chunks(batch)
+                    batch, used = [], 0
+                batch.append(encoded)
+                used += len(encoded.value) + 16
+            self._send_chunks(batch)
         cum = (
             min((t for t in self._outstanding), key=lambda t: (t - self.next_tsn) & 0xFFFFFFFF, default=self.next_tsn)
             - 1

@@ -9,7 +9,9 @@ validated the check (integrity), the address is bound to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -73,6 +75,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # one socket serves every peer: give bursts room (the kernel may cap this)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
 
     def close(self) -> None:
         for conn in list(self.by_ufrag.values()):

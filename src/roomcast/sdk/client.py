@@ -23,8 +23,16 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from roomcast.proto.dtls import DtlsCertificate
-from roomcast.proto.webrtc import TransportConnected, TransportFailed, WebRtcTransport, new_ice_credentials
+from roomcast.proto.sctp import AssociationEstablished, ChannelOpened, MessageReceived, SctpAssociation
+from roomcast.proto.webrtc import (
+    TransportConnected,
+    TransportFailed,
+    TransportSctp,
+    WebRtcTransport,
+    new_ice_credentials,
+)
 from roomcast.sdk.offer import OfferedTrack, client_offer
+from roomcast.sfu.datachannels import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
 from roomcast.wire.sdp import SessionDescription
 
 PacketCallback = Callable[[str, bytes], None]
@@ -41,6 +49,8 @@ class MediaConnection(asyncio.DatagramProtocol):
 
     def __init__(self, transport: WebRtcTransport) -> None:
         self.rtc = transport
+        self.sctp_backlog: list[Any] = []  # events that arrive before anyone listens (handshake races)
+        self.on_sctp: Callable[[Any], None] = self.sctp_backlog.append
         self.udp: asyncio.DatagramTransport | None = None
         self.connected = asyncio.get_running_loop().create_future()
         self._timer: asyncio.TimerHandle | None = None
@@ -72,6 +82,8 @@ class MediaConnection(asyncio.DatagramProtocol):
                 self.connected.set_result(event.srtp_profile)
             elif isinstance(event, TransportFailed) and not self.connected.done():
                 self.connected.set_exception(RoomcastError("connection_failed", event.reason))
+            elif isinstance(event, TransportSctp):
+                self.on_sctp(event.event)
         when = self.rtc.poll_timeout()
         if self._timer is not None:
             self._timer.cancel()
@@ -132,7 +144,7 @@ class Room:
             pass
 
     async def _negotiate(
-        self, target: str, offered: list[OfferedTrack], **extra: Any
+        self, target: str, offered: list[OfferedTrack], sctp: SctpAssociation | None = None, **extra: Any
     ) -> tuple[MediaConnection, SessionDescription]:
         ufrag, pwd = new_ice_credentials()
         sdp = client_offer(offered, ufrag, pwd, self.certificate.fingerprint[1], stream_id=self.identity)
@@ -153,6 +165,7 @@ class Room:
             local_ufrag=ufrag,
             local_pwd=pwd,
             server=server,
+            sctp=sctp,
         )
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_datagram_endpoint(lambda: MediaConnection(rtc), local_addr=(self.host, 0))
@@ -189,6 +202,69 @@ class Room:
         conn.rtc.on_rtp = deliver
         conn.rtc.decrypt = decrypt
         return conn
+
+    async def connect_data(self, on_data: Callable[[dict[str, Any], bytes], None]) -> None:
+        """Open the ``$data`` connection; ``on_data(header, payload)`` gets every room data message
+        (header: ``f`` sender, ``t`` topic, ``b`` binary, ``ts``), chunked messages reassembled."""
+        sctp = SctpAssociation("client", max_message_size=262144)
+        established = asyncio.get_running_loop().create_future()
+        assembling: dict[tuple[str, object], list[bytes | None]] = {}
+
+        def on_sctp(event: Any) -> None:
+            if isinstance(event, AssociationEstablished):
+                now = time.monotonic()
+                sctp.open_channel(0, LABEL_RELIABLE, now=now)
+                sctp.open_channel(2, LABEL_LOSSY, ordered=False, max_retransmits=0, now=now)
+                conn.rtc._drain_sctp()
+                if not established.done():
+                    established.set_result(True)
+            elif isinstance(event, MessageReceived):
+                header, payload = decode_envelope(event.data)
+                if "n" in header:
+                    key = (str(header.get("f")), header.get("id"))
+                    parts = assembling.setdefault(key, [None] * int(header["n"]))
+                    parts[int(header["i"])] = payload
+                    if any(p is None for p in parts):
+                        return
+                    del assembling[key]
+                    payload = b"".join(p for p in parts if p is not None)
+                on_data(header, payload)
+            elif isinstance(event, ChannelOpened):
+                pass
+
+        conn, _ = await self._negotiate_data(sctp)
+        conn.on_sctp = on_sctp
+        for event in conn.sctp_backlog:
+            on_sctp(event)
+        conn.sctp_backlog.clear()
+        conn._pump()
+        await asyncio.wait_for(established, 10)
+        self._data = conn
+
+    async def _negotiate_data(self, sctp: SctpAssociation) -> tuple[MediaConnection, SessionDescription]:
+        return await self._negotiate("$data", [OfferedTrack("application", "")], sctp=sctp)
+
+    def send_data(
+        self, payload: bytes | str, *, topic: str | None = None, to: list[str] | None = None, reliable: bool = True
+    ) -> None:
+        """Send room data over the ``$data`` connection (call :meth:`connect_data` first); any size."""
+        conn = getattr(self, "_data", None)
+        if conn is None:
+            raise RoomcastError("not_connected", "call connect_data() first")
+        binary = not isinstance(payload, str)
+        data = payload.encode() if isinstance(payload, str) else payload
+        header: dict[str, Any] = {"t": topic, "b": binary}
+        if to:
+            header["to"] = to
+        stream = 0 if reliable else 2
+        if len(data) <= CHUNK:
+            conn.rtc.send_message(stream, encode_envelope(header, data))
+        else:
+            header["id"] = secrets.randbelow(2**31)
+            header["n"] = (len(data) + CHUNK - 1) // CHUNK
+            for i in range(header["n"]):
+                conn.rtc.send_message(stream, encode_envelope({**header, "i": i}, data[i * CHUNK : (i + 1) * CHUNK]))
+        conn._pump()
 
     async def close(self) -> None:
         for conn in self.connections:

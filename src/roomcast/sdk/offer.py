@@ -28,6 +28,22 @@ def client_offer(
 ) -> str:
     media: list[MediaDescription] = []
     for mid, track in enumerate(tracks):
+        if track.kind == "application":  # data channels only (RFC 8841)
+            attrs_dc: list[Attribute] = [
+                ("ice-ufrag", ufrag),
+                ("ice-pwd", pwd),
+                ("fingerprint", f"sha-256 {fingerprint}"),
+                ("setup", "actpass"),
+                ("mid", str(mid)),
+                ("sctp-port", "5000"),
+                ("max-message-size", "262144"),
+            ]
+            media.append(
+                MediaDescription(
+                    "application", 9, "UDP/DTLS/SCTP", ("webrtc-datachannel",), "IN IP4 0.0.0.0", tuple(attrs_dc)
+                )
+            )
+            continue
         codecs = VIDEO if track.kind == "video" else AUDIO
         attrs: list[Attribute] = [
             ("ice-ufrag", ufrag),

@@ -100,10 +100,12 @@ class DataRouter:
         if isinstance(event, ChannelOpened):
             if event.label == LABEL_RELIABLE:
                 p.reliable = event.stream_id
-                for past in self.history:  # late joiners get the recent reliable messages
-                    self._send(p, p.reliable, past)
-                for waiting in p.pending:
-                    self._send(p, p.reliable, waiting)
+                held = {id(envelope) for envelope in p.pending}
+                for past in self.history:  # late joiners get the recent reliable messages (once)
+                    if id(past) not in held:
+                        self._send(p, p.reliable, past)
+                for envelope in p.pending:
+                    self._send(p, p.reliable, envelope)
                 p.pending, p.pending_bytes = [], 0
             elif event.label == LABEL_LOSSY:
                 p.lossy = event.stream_id
