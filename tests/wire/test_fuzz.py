@@ -106,3 +106,14 @@ def test_rtcp_length_lie_is_refused() -> None:
         assert "length" in str(exc)
     else:
         raise AssertionError("accepted a lying length field")
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200), st.lists(st.binary(max_size=40), max_size=5))
+def test_vp8_and_ivf_only_parse_error(data: bytes, payloads: list[bytes]) -> None:
+    from roomcast.wire.vp8 import depacketize, read_ivf
+
+    with contextlib.suppress(ParseError):
+        read_ivf(b"DKIF" + data)
+    with contextlib.suppress(ParseError):
+        depacketize(payloads)

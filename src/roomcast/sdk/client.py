@@ -118,6 +118,30 @@ class Publication:
         return seq
 
 
+async def stream_ivf(publication: Publication, path: str, *, loop: bool = True, mtu: int = 1100) -> int:
+    """Publish a VP8 IVF file in real time (looping), packetized per RFC 7741; returns frames sent."""
+    from pathlib import Path
+
+    from roomcast.wire.vp8 import packetize, read_ivf
+
+    header, frames = read_ivf(await asyncio.to_thread(Path(path).read_bytes))
+    if header.fourcc != b"VP80":
+        raise RoomcastError("unsupported_codec", f"{path} holds {header.fourcc!r}, only VP8 IVF is supported")
+    interval = header.scale / header.rate
+    sent = 0
+    start = time.monotonic()
+    while True:
+        for frame in frames:
+            rtp_ts = int(sent * interval * 90000)
+            for payload, marker in packetize(frame.data, mtu):
+                publication.send("video", payload, rtp_ts, marker=marker)
+            sent += 1
+            publication.conn._pump()
+            await asyncio.sleep(max(0.0, start + sent * interval - time.monotonic()))  # real-time pacing
+        if not loop:
+            return sent
+
+
 class Room:
     def __init__(self, ws: ClientConnection, joined: dict[str, Any], host: str) -> None:
         self.ws = ws
