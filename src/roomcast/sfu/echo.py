@@ -13,9 +13,8 @@ from collections import Counter
 from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.webrtc import WebRtcTransport
 from roomcast.sfu.consumer import Consumer
-from roomcast.sfu.feedback import KeyframeThrottle
-from roomcast.wire import ParseError
-from roomcast.wire.rtcp import Fir, GenericNack, Pli, parse_compound
+from roomcast.sfu.feedback import KeyframeThrottle, subscriber_feedback
+from roomcast.wire.rtcp import Pli
 from roomcast.wire.rtp import header_length, read_extension
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -100,23 +99,16 @@ class EchoSession:
         return None
 
     def on_rtcp(self, data: bytes) -> None:
-        try:
-            packets = parse_compound(data)
-        except ParseError:
-            self.counters["rtcp_malformed"] += 1
-            return
-        for packet in packets:
-            if isinstance(packet, GenericNack):
-                stream = self._by_send_ssrc.get(packet.media_ssrc)
-                if stream is not None:
-                    self.counters["nack_in"] += 1
-                    self.counters["retransmitted"] += stream.consumer.retransmit(list(packet.lost))
-            elif isinstance(packet, Pli | Fir):
-                media_ssrcs = [packet.media_ssrc] if isinstance(packet, Pli) else [s for s, _ in packet.entries]
-                for media_ssrc in media_ssrcs:
-                    stream = self._by_send_ssrc.get(media_ssrc)
-                    if stream is not None and stream.source_ssrc is not None:
-                        self._request_keyframe(stream)
+        subscriber_feedback(data, self.counters, self._nack, self._keyframe_request)
+
+    def _nack(self, media_ssrc: int, lost: list[int]) -> int:
+        stream = self._by_send_ssrc.get(media_ssrc)
+        return stream.consumer.retransmit(lost) if stream is not None else 0
+
+    def _keyframe_request(self, media_ssrc: int) -> None:
+        stream = self._by_send_ssrc.get(media_ssrc)
+        if stream is not None and stream.source_ssrc is not None:
+            self._request_keyframe(stream)
 
     def _request_keyframe(self, stream: _Stream) -> None:
         if stream.source_ssrc is None or not stream.throttle.allow(self.transport.now):

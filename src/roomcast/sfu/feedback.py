@@ -10,6 +10,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
+from roomcast.wire import ParseError
+from roomcast.wire.rtcp import Fir, GenericNack, Pli, parse_compound
+
 
 class RtxRing:
     """Fixed ring of recent packets, indexed by 16-bit sequence number; no per-packet objects but the packet."""
@@ -112,3 +118,27 @@ class NackGenerator:
     @property
     def missing(self) -> int:
         return len(self._missing)
+
+
+def subscriber_feedback(
+    data: bytes,
+    counters: Counter[str],
+    on_nack: Callable[[int, list[int]], int],
+    on_keyframe_request: Callable[[int], None],
+) -> None:
+    """Dispatch a subscriber's RTCP: NACKs (media SSRC, lost seqs) → ``on_nack`` returning how many were
+    resent; PLI/FIR → ``on_keyframe_request(media SSRC)``. Malformed compounds are counted, not raised."""
+    try:
+        packets = parse_compound(data)
+    except ParseError:
+        counters["rtcp_malformed"] += 1
+        return
+    for packet in packets:
+        if isinstance(packet, GenericNack):
+            counters["nack_received"] += 1
+            counters["retransmitted"] += on_nack(packet.media_ssrc, list(packet.lost))
+        elif isinstance(packet, Pli):
+            on_keyframe_request(packet.media_ssrc)
+        elif isinstance(packet, Fir):
+            for ssrc, _ in packet.entries:
+                on_keyframe_request(ssrc)

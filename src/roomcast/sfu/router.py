@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.webrtc import WebRtcTransport
 from roomcast.sfu.consumer import Consumer
-from roomcast.sfu.feedback import KeyframeThrottle, NackGenerator
+from roomcast.sfu.feedback import KeyframeThrottle, NackGenerator, subscriber_feedback
 from roomcast.wire import ParseError
 from roomcast.wire.rtcp import (
-    Fir,
     GenericNack,
     Pli,
     ReceiverReport,
@@ -450,23 +449,16 @@ class Router:
             self._request_keyframe(producer, force=True)  # a new viewer needs a keyframe now (PLI path)
 
     def _on_subscriber_rtcp(self, media: ParticipantMedia, data: bytes) -> None:
-        try:
-            packets = parse_compound(data)
-        except ParseError:
-            self.counters["rtcp_malformed"] += 1
-            return
-        for packet in packets:
-            if isinstance(packet, GenericNack):
-                found = media.consumers_by_ssrc.get(packet.media_ssrc)
-                if found is not None:
-                    self.counters["nack_received"] += 1
-                    self.counters["retransmitted"] += found[0].retransmit(list(packet.lost))
-            elif isinstance(packet, Pli | Fir):
-                targets = [packet.media_ssrc] if isinstance(packet, Pli) else [s for s, _ in packet.entries]
-                for ssrc in targets:
-                    found = media.consumers_by_ssrc.get(ssrc)
-                    if found is not None:
-                        self._request_keyframe(found[1])
+        def nack(ssrc: int, lost: list[int]) -> int:
+            found = media.consumers_by_ssrc.get(ssrc)
+            return found[0].retransmit(lost) if found is not None else 0
+
+        def keyframe(ssrc: int) -> None:
+            found = media.consumers_by_ssrc.get(ssrc)
+            if found is not None:
+                self._request_keyframe(found[1])
+
+        subscriber_feedback(data, self.counters, nack, keyframe)
 
     def _request_keyframe(self, producer: Producer, force: bool = False) -> None:
         owner = self.participants.get(producer.owner)
