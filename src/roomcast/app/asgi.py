@@ -41,7 +41,14 @@ from roomcast.turn.credentials import mint_turn_credentials
 
 WEB_DIR = Path(str(resources.files("roomcast") / "web"))
 log = logging.getLogger("roomcast.app")
-PAGES = {"/": "index.html", "/call": "call.html", "/chat": "chat.html", "/echo": "echo.html", "/stream": "stream.html"}
+PAGES = {
+    "/": "index.html",
+    "/call": "call.html",
+    "/chat": "chat.html",
+    "/echo": "echo.html",
+    "/stream": "stream.html",
+    "/iot": "iot.html",
+}
 
 
 class Metrics:

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="measure the forwarding hot path (µs per forwarded packet)", add_help=False)
     sub.add_parser("turn-config", help="write a coturn config with secure defaults", add_help=False)
     sub.add_parser("load", help="load-test a server with real bots and write a report", add_help=False)
+    sub.add_parser("iot", help="run an IoT device agent (camera, telemetry, remote control)", add_help=False)
     return parser
 
 
@@ -175,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from roomcast.app.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["iot"]:
+        from roomcast.apps.iot import iot_main
+
+        return iot_main(argv[1:])
     if argv[:1] == ["load"]:
         from roomcast.app.load import load_main
 

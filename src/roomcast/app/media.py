@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from roomcast.apps.rules import authorize_data
 from roomcast.proto.dtls import DtlsCertificate
 from roomcast.proto.jsep import AnswerParams, Mode, NegotiatedAnswer, NegotiationError, SendTrack, create_answer
 from roomcast.proto.sctp import SctpAssociation
@@ -184,7 +185,8 @@ class MediaService:
         if data is None:
             data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
             data.on_output = self.endpoint.poke
-        data.add(owner, context.identity, existing.transport, context.can_publish_data)
+            data.authorize = lambda topic, room_admin: authorize_data(topic, room_admin=room_admin)
+        data.add(owner, context.identity, existing.transport, context.can_publish_data, context.room_admin)
         self.endpoint.poke(existing.transport)
         return negotiated.answer.serialize()
 

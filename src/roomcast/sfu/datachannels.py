@@ -55,6 +55,7 @@ class DataParticipant:
     identity: str
     transport: WebRtcTransport
     can_publish_data: bool
+    room_admin: bool = False
     reliable: int | None = None
     lossy: int | None = None
     tokens: float = 2 * RATE_MESSAGES
@@ -86,9 +87,13 @@ class DataRouter:
     # Sending on *another* participant's association queues DTLS records and arms its SCTP timer: the
     # runtime must flush that connection and reschedule its timer (set by the composition root).
     on_output: Callable[[WebRtcTransport], None] = lambda transport: None
+    # App rules per topic (set by the composition root): returns a refusal reason or None.
+    authorize: Callable[[str | None, bool], str | None] = lambda topic, room_admin: None
 
-    def add(self, owner: str, identity: str, transport: WebRtcTransport, can_publish_data: bool) -> None:
-        self.participants[owner] = DataParticipant(owner, identity, transport, can_publish_data)
+    def add(
+        self, owner: str, identity: str, transport: WebRtcTransport, can_publish_data: bool, room_admin: bool = False
+    ) -> None:
+        self.participants[owner] = DataParticipant(owner, identity, transport, can_publish_data, room_admin)
 
     def remove(self, owner: str) -> None:
         self.participants.pop(owner, None)
@@ -144,7 +149,12 @@ class DataRouter:
         except ValueError as exc:
             self._refuse(p, "invalid_message", str(exc), now)
             return
-        out = {"f": p.identity, "t": _str(header.get("t")), "b": bool(header.get("b", True)), "ts": self.wall_clock()}
+        topic = _str(header.get("t"))
+        refusal = self.authorize(topic, p.room_admin)
+        if refusal is not None:
+            self._refuse(p, "permission_denied", refusal, now)
+            return
+        out = {"f": p.identity, "t": topic, "b": bool(header.get("b", True)), "ts": self.wall_clock()}
         for key in ("id", "i", "n"):
             if isinstance(header.get(key), int | str):
                 out[key] = header[key]

@@ -30,6 +30,7 @@ class OfferContext:
     tracks: dict[str, tuple[str, str]] = field(default_factory=dict)  # track id -> (source, name)
     subscriptions: dict[str, str] = field(default_factory=dict)  # mid -> track sid
     can_publish_data: bool = True
+    room_admin: bool = False
 
 
 class MediaError(Exception):

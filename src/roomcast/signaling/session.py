@@ -311,6 +311,7 @@ class SignalingSession:
             tracks={t.track_id: (t.source, t.name) for t in offer.tracks or ()},
             subscriptions=dict(offer.subscriptions or {}),
             can_publish_data=participant.grants.can_publish_data,
+            room_admin=participant.grants.room_admin,
         )
         try:
             answer = self.media.handle_offer(participant.sid, target, offer.sdp, context)

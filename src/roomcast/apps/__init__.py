@@ -1,0 +1,1 @@
+"""Applications on top of rooms: their business rules live here, never in the media plane."""
