@@ -225,6 +225,7 @@ class AdminApi:
                 identity=q.get("identity", ""),
                 name=q.get("name") or None,
                 can_publish=q.get("can_publish", "true").lower() not in ("0", "false", "no"),
+                room_admin=q.get("room_admin", "false").lower() in ("1", "true", "yes"),
             )
             return self._mint(body)
         except RoomError as exc:

@@ -48,6 +48,8 @@ PAGES = {
     "/echo": "echo.html",
     "/stream": "stream.html",
     "/iot": "iot.html",
+    "/live": "live.html",
+    "/classroom": "classroom.html",
 }
 
 

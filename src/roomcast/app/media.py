@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from roomcast.apps.rules import authorize_data
+from roomcast.apps.rules import DataRules
 from roomcast.proto.dtls import DtlsCertificate
 from roomcast.proto.jsep import AnswerParams, Mode, NegotiatedAnswer, NegotiationError, SendTrack, create_answer
 from roomcast.proto.sctp import SctpAssociation
@@ -185,7 +185,7 @@ class MediaService:
         if data is None:
             data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
             data.on_output = self.endpoint.poke
-            data.authorize = lambda topic, room_admin: authorize_data(topic, room_admin=room_admin)
+            data.authorize = DataRules()
         data.add(owner, context.identity, existing.transport, context.can_publish_data, context.room_admin)
         self.endpoint.poke(existing.transport)
         return negotiated.answer.serialize()
@@ -247,6 +247,19 @@ class MediaService:
     def set_muted(self, room: str, owner: str, track_sid: str, muted: bool) -> bool:
         router = self.routers.get(room)
         return router is not None and router.set_muted(owner, track_sid, muted)
+
+    def mute_owner(self, room: str, owner: str, muted: bool) -> int:
+        router = self.routers.get(room)
+        return router.mute_owner(owner, muted) if router is not None else 0
+
+    def stop_publishing(self, owner: str) -> None:
+        owned = self.owners.get(owner, {}).get("$publish")
+        if owned is None:
+            return
+        router = self.routers.get(owned.room)
+        if router is not None:
+            router.remove_publisher(owner)
+        self.close_endpoint(owner, "$publish")
 
     def close_owner(self, owner: str) -> None:
         rooms = {owned.room for owned in self.owners.get(owner, {}).values()}

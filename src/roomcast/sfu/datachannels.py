@@ -87,8 +87,9 @@ class DataRouter:
     # Sending on *another* participant's association queues DTLS records and arms its SCTP timer: the
     # runtime must flush that connection and reschedule its timer (set by the composition root).
     on_output: Callable[[WebRtcTransport], None] = lambda transport: None
-    # App rules per topic (set by the composition root): returns a refusal reason or None.
-    authorize: Callable[[str | None, bool], str | None] = lambda topic, room_admin: None
+    # App rules per topic (set by the composition root): (identity, topic, room admin?, now) → None to
+    # allow, or (error code, reason) to refuse.
+    authorize: Callable[[str, str | None, bool, float], tuple[str, str] | None] = lambda *args: None
 
     def add(
         self, owner: str, identity: str, transport: WebRtcTransport, can_publish_data: bool, room_admin: bool = False
@@ -124,8 +125,8 @@ class DataRouter:
 
     def _refuse(self, p: DataParticipant, code: str, message: str, now: float) -> None:
         self.counters["data_dropped_" + code] += 1
-        if p.reliable is not None and now - p.warned >= 1.0:  # tell the sender, at most once a second
-            p.warned = now
+        if p.reliable is not None and (code == "permission_denied" or now - p.warned >= 1.0):
+            p.warned = now  # floods are told at most once a second; refusals of a grant always
             self._send(p, p.reliable, encode_envelope({"e": code, "m": message}, b""))
 
     def _route(self, p: DataParticipant, stream: int, data: bytes, now: float) -> None:
@@ -150,9 +151,9 @@ class DataRouter:
             self._refuse(p, "invalid_message", str(exc), now)
             return
         topic = _str(header.get("t"))
-        refusal = self.authorize(topic, p.room_admin)
+        refusal = self.authorize(p.identity, topic, p.room_admin, now)
         if refusal is not None:
-            self._refuse(p, "permission_denied", refusal, now)
+            self._refuse(p, refusal[0], refusal[1], now)
             return
         out = {"f": p.identity, "t": topic, "b": bool(header.get("b", True)), "ts": self.wall_clock()}
         for key in ("id", "i", "n"):

@@ -281,6 +281,27 @@ class Router:
             self.on_tracks_changed(self)
         return True
 
+    def mute_owner(self, owner: str, muted: bool) -> int:
+        """Moderation: stop (or resume) forwarding every track of ``owner``; the publisher is not asked."""
+        producers = [p for p in self.producers.values() if p.owner == owner]
+        for producer in producers:
+            self.set_muted(owner, producer.sid, muted)
+        return len(producers)
+
+    def remove_publisher(self, owner: str) -> None:
+        """``owner`` may no longer publish: its tracks end for everyone, its subscriptions stay."""
+        media = self.participants.get(owner)
+        if media is None:
+            return
+        removed = list(media.producers.values())
+        for producer in removed:
+            self._close_producer(producer)
+        if media.publisher is not None:
+            media.publisher.close()
+            media.publisher = None
+        if removed:
+            self.on_tracks_changed(self)
+
     def _on_publisher_rtp(self, media: ParticipantMedia, pkt: bytes) -> None:
         if header_length(pkt) < 0:
             self.counters["rtp_malformed"] += 1

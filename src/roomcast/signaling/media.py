@@ -51,6 +51,14 @@ class MediaBackend(Protocol):
 
     def set_muted(self, room: str, owner: str, track_sid: str, muted: bool) -> bool: ...
 
+    def mute_owner(self, room: str, owner: str, muted: bool) -> int:
+        """Stop or resume forwarding every track ``owner`` publishes; returns how many."""
+        ...
+
+    def stop_publishing(self, owner: str) -> None:
+        """``owner`` lost the right to publish: close its publisher connection and tracks."""
+        ...
+
     def close_owner(self, owner: str) -> None:
         """Release everything ``owner`` holds (it left or disconnected)."""
         ...

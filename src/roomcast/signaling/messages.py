@@ -92,6 +92,13 @@ class Mute(Message, tag="mute", kw_only=True):
     muted: bool
 
 
+class Moderate(Message, tag="moderate", kw_only=True):
+    """A room admin's action on another participant: allow/deny publishing, mute all its tracks, remove it."""
+
+    identity: str
+    action: Literal["allow_publish", "deny_publish", "mute", "unmute", "remove"]
+
+
 class Leave(Message, tag="leave", kw_only=True):
     pass
 
@@ -100,7 +107,7 @@ class Ping(Message, tag="ping", kw_only=True):
     ts: float | None = None
 
 
-ClientMessage = Join | Offer | Answer | IceCandidate | SendData | Mute | Leave | Ping
+ClientMessage = Join | Offer | Answer | IceCandidate | SendData | Mute | Moderate | Leave | Ping
 
 # ---------------------------------------------------------------- server → client
 
@@ -179,6 +186,17 @@ class Tracks(Message, tag="tracks", kw_only=True):
     tracks: list[RemoteTrack]
 
 
+class Permissions(Message, tag="permissions", kw_only=True):
+    """Your grants changed (a moderator invited you on stage, or sent you back)."""
+
+    can_publish: bool
+    by: str
+
+
+class ParticipantUpdated(Message, tag="participant_updated", kw_only=True):
+    participant: ParticipantInfo
+
+
 class Pong(Message, tag="pong", kw_only=True):
     ts: float | None = None
     server_ts: float = 0.0
@@ -202,6 +220,8 @@ ServerMessage = (
     | RelayedIceCandidate
     | DataReceived
     | Tracks
+    | Permissions
+    | ParticipantUpdated
     | Pong
     | Error
 )
@@ -209,7 +229,7 @@ ServerMessage = (
 _client_decoder = msgspec.json.Decoder(ClientMessage)
 _encoder = msgspec.json.Encoder()
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_KNOWN_TYPES = frozenset({"join", "offer", "answer", "ice_candidate", "data", "mute", "leave", "ping"})
+_KNOWN_TYPES = frozenset({"join", "offer", "answer", "ice_candidate", "data", "mute", "moderate", "leave", "ping"})
 
 
 def json_depth(raw: bytes) -> int:

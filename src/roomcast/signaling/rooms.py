@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from roomcast.signaling.media import PublishedTrack
@@ -69,7 +69,15 @@ class TracksEvent:
     tracks: tuple[PublishedTrack, ...]
 
 
-RoomEvent = ParticipantJoinedEvent | ParticipantLeftEvent | SignalEvent | DataEvent | TracksEvent
+@dataclass(frozen=True, slots=True)
+class PermissionsEvent:
+    """Delivered to a participant whose grants a moderator changed, and to the others as an update."""
+
+    participant: Participant
+    by: str
+
+
+RoomEvent = ParticipantJoinedEvent | ParticipantLeftEvent | SignalEvent | DataEvent | TracksEvent | PermissionsEvent
 
 
 class ParticipantSink(Protocol):
@@ -244,6 +252,27 @@ class RoomManager:
             receiver.sink.deliver(event)
         return len(receivers)
 
+    def set_can_publish(self, room: Room, moderator: Participant, identity: str, allowed: bool) -> Participant:
+        """A room admin changes who may publish (e.g. invites a viewer on stage); everyone is told."""
+        target = self._moderated(room, moderator, identity)
+        target.grants = replace(target.grants, can_publish=allowed)
+        event = PermissionsEvent(target, moderator.identity)
+        for participant in room.participants.values():
+            participant.sink.deliver(event)
+        return target
+
+    def moderate_remove(self, room: Room, moderator: Participant, identity: str) -> None:
+        self._moderated(room, moderator, identity)
+        self.remove_participant(room.name, identity)
+
+    def _moderated(self, room: Room, moderator: Participant, identity: str) -> Participant:
+        if not moderator.grants.room_admin:
+            raise RoomError("permission_denied", "only a room admin can moderate other participants")
+        target = room.participants.get(identity)
+        if target is None:
+            raise RoomError("unknown_participant", f"no participant {identity[:128]!r} in this room")
+        return target
+
     def broadcast_tracks(self, room_name: str, tracks: list[PublishedTrack]) -> None:
         room = self.rooms.get(room_name)
         if room is None:
@@ -290,6 +319,7 @@ __all__ = [
     "ParticipantJoinedEvent",
     "ParticipantLeftEvent",
     "ParticipantSink",
+    "PermissionsEvent",
     "Room",
     "RoomError",
     "RoomEvent",

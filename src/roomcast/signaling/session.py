@@ -25,6 +25,7 @@ from roomcast.signaling.rooms import (
     Participant,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
+    PermissionsEvent,
     Room,
     RoomError,
     RoomEvent,
@@ -94,6 +95,8 @@ def event_message(event: RoomEvent) -> m.Message:
         return m.ParticipantLeft(identity=event.identity, reason=event.reason)
     if isinstance(event, TracksEvent):
         return tracks_message(list(event.tracks))
+    if isinstance(event, PermissionsEvent):
+        return m.ParticipantUpdated(participant=participant_info(event.participant))
     if isinstance(event, DataEvent):
         return m.DataReceived(
             payload=event.payload, sender=event.sender, topic=event.topic, binary=event.binary, ts=event.ts
@@ -126,8 +129,13 @@ class _Sink:
 
     def __init__(self, outbox: _Outbox) -> None:
         self.outbox = outbox
+        self.identity: str | None = None
 
     def deliver(self, event: RoomEvent) -> None:
+        if isinstance(event, PermissionsEvent) and event.participant.identity == self.identity:
+            grants = event.participant.grants
+            self.outbox.push(m.encode_text(m.Permissions(can_publish=grants.can_publish, by=event.by)))
+            return
         self.outbox.push(m.encode_text(event_message(event)))
 
     def close(self, code: str, reason: str) -> None:
@@ -268,6 +276,8 @@ class SignalingSession:
             self.outbox.close(CLOSE_NORMAL, "left")
         elif isinstance(message, m.Offer) and message.to in SERVER_TARGETS:
             self._media_offer(room, participant, message)
+        elif isinstance(message, m.Moderate):
+            self._moderate(room, participant, message)
         elif isinstance(message, m.Mute):
             if self.media is None or not self.media.set_muted(
                 room.name, participant.sid, message.track_sid, message.muted
@@ -293,6 +303,25 @@ class SignalingSession:
         elif isinstance(message, m.SendData):
             data = DataEvent(participant.identity, message.payload, message.topic, message.binary, now)
             self.manager.send_data(room, participant, message.to, data)
+
+    def _moderate(self, room: Room, moderator: Participant, message: m.Moderate) -> None:
+        """Room-admin actions, all checked on the server (classroom, live stage): never trusted from a client."""
+        if not moderator.grants.room_admin:
+            raise RoomError("permission_denied", "only a room admin can moderate other participants")
+        target = room.participants.get(message.identity)
+        if target is None:
+            raise RoomError("unknown_participant", f"no participant {message.identity[:128]!r} in this room")
+        action = message.action
+        if action in ("allow_publish", "deny_publish"):
+            self.manager.set_can_publish(room, moderator, target.identity, action == "allow_publish")
+            if action == "deny_publish" and self.media is not None:
+                self.media.stop_publishing(target.sid)
+        elif action in ("mute", "unmute"):
+            if self.media is None or self.media.mute_owner(room.name, target.sid, action == "mute") == 0:
+                raise RoomError("nothing_to_mute", f"{target.identity!r} publishes no tracks")
+        else:
+            self.manager.moderate_remove(room, moderator, target.identity)
+        self._count("moderation")
 
     def _media_offer(self, room: Room, participant: Participant, offer: m.Offer) -> None:
         target = offer.to or ""
@@ -341,6 +370,7 @@ class SignalingSession:
         if message.metadata is not None:
             participant.metadata = message.metadata[:4096]
         self.room, self.participant = room, participant
+        self.sink.identity = participant.identity
         others = [participant_info(p) for p in room.visible() if p is not participant]
         self._send(
             m.Joined(

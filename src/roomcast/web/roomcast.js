@@ -333,6 +333,14 @@
       }
     }
 
+    /** The server took our right to publish: drop the publisher connection so a later publish starts fresh. */
+    stopPublishing() {
+      if (this.publisher) this.publisher.close();
+      this.publisher = null;
+      this.published.clear();
+      this.own.clear();
+    }
+
     setMuted(track, muted) {
       const sid = this.own.get(track.id);
       if (!sid) throw new RoomcastError('unknown_track', 'this track is not published (yet)');
@@ -522,6 +530,17 @@
         case 'tracks':
           if (this.sfu) this.sfu.onTracks(msg.tracks);
           break;
+        case 'permissions':
+          this.localParticipant.can_publish = msg.can_publish;
+          if (!msg.can_publish && this.sfu) this.sfu.stopPublishing();
+          this.emit('permissionsChanged', {canPublish: msg.can_publish, by: msg.by});
+          break;
+        case 'participant_updated': {
+          const known = this.participants.get(msg.participant.identity);
+          if (known) Object.assign(known, msg.participant);
+          this.emit('participantUpdated', known || msg.participant);
+          break;
+        }
         case 'answer':
           if (this.serverPeers.has(msg.from)) { this.serverPeers.get(msg.from)._onAnswer(msg.sdp); break; }
           // fall through: an answer from a participant
@@ -580,6 +599,14 @@
     setMuted(track, muted) {
       track.enabled = !muted;
       if (this.sfu) this.sfu.setMuted(track, muted);
+    }
+
+    /**
+     * Room admins only (checked by the server): 'allow_publish' | 'deny_publish' (stage, speaking turn),
+     * 'mute' | 'unmute' (the server stops forwarding all of that participant's tracks), 'remove'.
+     */
+    moderate(identity, action) {
+      if (!this._send({type: 'moderate', identity, action})) throw new RoomcastError('not_connected', 'the room is not connected');
     }
 
     /** Stop sending `tracks` (default: all published tracks). */
@@ -698,6 +725,7 @@
     const q = new URLSearchParams({room, identity});
     if (name) q.set('name', name);
     if (grants.canPublish === false) q.set('can_publish', 'false');
+    if (grants.roomAdmin) q.set('room_admin', 'true');
     const res = await fetch((base || '') + '/api/dev-token?' + q.toString());
     const body = await res.json();
     if (!res.ok) throw new RoomcastError(body.error.code, body.error.message);
