@@ -167,7 +167,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        media_host = config.media_host or config.host
+        # Media on every interface unless told otherwise: a browser on this machine reaches the server
+        # through its LAN address (signaling can stay on loopback); only valid ICE checks are answered.
+        media_host = config.media_host or ("0.0.0.0" if config.host in ("127.0.0.1", "localhost") else config.host)
         app.state.media = await start_media(media_host, config.media_port, config.public_ip or None)
         metrics.watch_media(app.state.media)
         app.state.media.on_tracks_changed = manager.broadcast_tracks
@@ -180,7 +182,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
             "media on udp %s:%d, candidates for %s",
             media_host,
             app.state.media.candidate_port,
-            app.state.media.candidate_ip,
+            ", ".join(app.state.media.candidate_ips),
         )
         try:
             yield

@@ -39,18 +39,22 @@ _MODES: dict[str, Mode] = {"$echo": "echo", "$publish": "publish", "$subscribe":
 MAX_MESSAGE_SIZE = 262144
 
 
-def announced_address(bind_host: str, public_ip: str | None) -> str:
-    """The IP put in our ICE candidates: explicit, else the bind address, else the default route's."""
+def candidate_addresses(bind_host: str, public_ip: str | None) -> list[str]:
+    """The IPs put in our ICE candidates: the explicit public IP; else the bind address; else (bound to
+    all interfaces) the default route's address and loopback. Browsers do not pair their LAN address
+    with a 127.0.0.1 candidate, so a server on localhost must also offer its LAN address."""
     if public_ip:
-        return public_ip
+        return [public_ip]
     if bind_host not in ("0.0.0.0", "", "::"):
-        return bind_host
+        return [bind_host]
+    addresses = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(("192.0.2.1", 9))  # TEST-NET-1: connect() on UDP sends nothing
-            return str(probe.getsockname()[0])
+            addresses.append(str(probe.getsockname()[0]))
         except OSError:
-            return "127.0.0.1"
+            pass  # no route at all (e.g. a private network namespace): loopback only
+    return [*addresses, "127.0.0.1"] if "127.0.0.1" not in addresses else addresses
 
 
 @dataclass(eq=False)
@@ -67,7 +71,7 @@ class _Owned:
 class MediaService:
     endpoint: UdpEndpoint
     certificate: DtlsCertificate
-    candidate_ip: str
+    candidate_ips: list[str]
     clock: Callable[[], float] = time.monotonic
     owners: dict[str, dict[str, _Owned]] = field(default_factory=dict)
     routers: dict[str, Router] = field(default_factory=dict)
@@ -123,7 +127,7 @@ class MediaService:
             ice_ufrag=ufrag,
             ice_pwd=pwd,
             fingerprint=self.certificate.fingerprint[1],
-            candidates=[(self.candidate_ip, self.candidate_port)],
+            candidates=[(ip, self.candidate_port) for ip in self.candidate_ips],
             mode=mode,
             send_tracks=send_tracks,
             send_ssrcs=dict(media.send_ssrcs) if media is not None else {},
@@ -167,7 +171,7 @@ class MediaService:
             ice_ufrag=ufrag,
             ice_pwd=pwd,
             fingerprint=self.certificate.fingerprint[1],
-            candidates=[(self.candidate_ip, self.candidate_port)],
+            candidates=[(ip, self.candidate_port) for ip in self.candidate_ips],
             mode="publish",
             data_channels=True,
             max_message_size=MAX_MESSAGE_SIZE,
@@ -362,4 +366,4 @@ class MediaService:
 
 async def start_media(host: str, port: int, public_ip: str | None) -> MediaService:
     endpoint = await UdpEndpoint.bind(host, port)
-    return MediaService(endpoint, DtlsCertificate.generate(), announced_address(host, public_ip))
+    return MediaService(endpoint, DtlsCertificate.generate(), candidate_addresses(host, public_ip))
