@@ -97,6 +97,12 @@ async def test_classroom_hands_speaking_mute_and_refusals(
     ]
     for s in students:
         await until_frames_from(s, "teacher")
+    # screen share (getDisplayMedia, auto-accepted by the fake-UI flag) reaches the students as a second track
+    await teacher.click("#share")
+    await students[2].wait_for_function(
+        "[...window.room.sfu.remote.values()].some(t => t.participant === 'teacher' && t.source === 'screen')"
+    )
+    assert sum(1 for n in await decoding_tracks(students[2], 2) if n > 0) >= 2
     await students[0].click("#raise")
     await teacher.wait_for_function("window.classState.hands.includes('s0')")
     await teacher.click("#hand-s0 >> text=let speak")
