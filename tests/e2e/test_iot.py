@@ -76,3 +76,36 @@ async def test_dashboard_sees_video_and_telemetry_and_commands_the_device(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def test_cli_agent_with_a_live_ffmpeg_camera(server: ServerProcess, new_page: NewPage) -> None:
+    """``roomcast iot`` as a user runs it, with a live source (ffmpeg's test pattern instead of /dev/video0)."""
+    import sys
+
+    room = "iot-cli-" + uuid.uuid4().hex[:6]
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "roomcast",
+        "iot",
+        "--url",
+        server.base,
+        "--token",
+        dev_token(room, "device"),
+        "--ffmpeg-input",
+        "-re -f lavfi -i testsrc=size=320x240:rate=15",
+        "--telemetry-interval",
+        "0.3",
+        "--duration",
+        "30",
+    )
+    try:
+        operator = await new_page(f"{server.base}/iot?room={room}&token={dev_token(room, 'ops', room_admin=True)}")
+        await operator.wait_for_function("window.iotState && window.iotState.joined")
+        assert max(await decoding_tracks(operator, 1, timeout=25)) > 0
+        await operator.wait_for_function("window.iotState.readings.length >= 2", timeout=15_000)
+        await operator.click("text=Ping")
+        await operator.wait_for_function("window.iotState.acks[1] && window.iotState.acks[1].result === 'pong'")
+    finally:
+        agent.terminate()
+        await agent.wait()

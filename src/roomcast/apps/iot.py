@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from roomcast.sdk import Room, RoomcastError, connect, stream_ivf
+from roomcast.sdk import Room, RoomcastError, connect, stream_ffmpeg, stream_ivf
 
 log = logging.getLogger("roomcast.iot")
 Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
@@ -50,11 +50,13 @@ class IotAgent:
         token: str,
         *,
         video: str | None = None,
+        source: list[str] | None = None,
         telemetry_interval: float = 1.0,
         sensor: Callable[[], dict[str, Any]] | None = None,
         allow: set[str] | None = None,
     ) -> None:
         self.url, self.token, self.video = url, token, video
+        self.source = source  # ffmpeg input arguments for a live camera
         self.interval = telemetry_interval
         self.sensor = sensor or SimulatedSensor().read
         self.allow = allow
@@ -106,9 +108,12 @@ class IotAgent:
                 tasks.append(asyncio.get_running_loop().create_task(self._on_control(str(header.get("f")), payload)))
 
         await room.connect_data(on_data)
-        if self.video:
+        if self.video or self.source:
             publication = await room.publish(["video"])
-            tasks.append(asyncio.create_task(stream_ivf(publication, self.video)))
+            streaming = (
+                stream_ffmpeg(publication, self.source) if self.source else stream_ivf(publication, self.video or "")
+            )
+            tasks.append(asyncio.create_task(streaming))
         started = time.monotonic()
         try:
             while duration is None or time.monotonic() - started < duration:
@@ -127,13 +132,21 @@ def iot_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="roomcast iot", description="run an IoT device agent")
     p.add_argument("--url", default="http://127.0.0.1:7880")
     p.add_argument("--token", required=True, help="the device's access token (roomcast token --identity device ...)")
-    p.add_argument("--video", help="VP8 IVF file to stream in a loop (ffmpeg -c:v libvpx ... out.ivf)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--video", help="VP8 IVF file to stream in a loop (ffmpeg -c:v libvpx ... out.ivf)")
+    source.add_argument("--camera", help="V4L2 device (e.g. /dev/video0), encoded to VP8 by ffmpeg")
+    source.add_argument("--ffmpeg-input", help="any ffmpeg input, e.g. '-f lavfi -i testsrc=size=640x360:rate=15'")
     p.add_argument("--telemetry-interval", type=float, default=1.0)
     p.add_argument("--allow", help="comma-separated identities allowed to send commands (default: any operator)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     args = p.parse_args(argv)
     allow = {a.strip() for a in args.allow.split(",")} if args.allow else None
-    agent = IotAgent(args.url, args.token, video=args.video, telemetry_interval=args.telemetry_interval, allow=allow)
+    live = (
+        ["-f", "v4l2", "-i", args.camera] if args.camera else (args.ffmpeg_input.split() if args.ffmpeg_input else None)
+    )
+    agent = IotAgent(
+        args.url, args.token, video=args.video, source=live, telemetry_interval=args.telemetry_interval, allow=allow
+    )
     try:
         asyncio.run(agent.run(args.duration))
     except (RoomcastError, OSError) as exc:
