@@ -117,3 +117,32 @@ def test_vp8_and_ivf_only_parse_error(data: bytes, payloads: list[bytes]) -> Non
         read_ivf(b"DKIF" + data)
     with contextlib.suppress(ParseError):
         depacketize(payloads)
+
+
+def test_transport_cc_feedback_decodes_chunks_and_deltas() -> None:
+    from roomcast.wire.rtcp import TransportCC
+
+    # two-bit status vector (7 symbols): 1,1,0,2,1,0,0; then a run-length chunk of "small delta" (8 in all)
+    vector = 0xC000 | (1 << 12) | (1 << 10) | (0 << 8) | (2 << 6) | (1 << 4)
+    run = (1 << 13) | 3
+    deltas = bytes([4, 8]) + struct.pack("!h", -2) + bytes([12, 1])
+    fci = struct.pack("!HHI", 100, 8, (0x000010 << 8) | 7) + struct.pack("!HH", vector, run) + deltas
+    fci += b"\x00" * (-len(fci) % 4)
+    packet = struct.pack("!BBHII", 0x80 | 15, 205, 2 + len(fci) // 4, 11, 22) + fci
+    (twcc,) = parse_compound(packet)
+    assert isinstance(twcc, TransportCC)
+    assert (twcc.base_seq, twcc.reference_time, twcc.fb_count) == (100, 16, 7)
+    assert twcc.statuses == (1, 1, 0, 2, 1, 0, 0, 1)
+    assert twcc.deltas == (4, 8, -2, 12, 1)
+    assert twcc.serialize() == packet
+
+
+def test_transport_cc_status_storm_is_refused() -> None:
+    fci = struct.pack("!HHI", 0, 65535, 0) + struct.pack("!H", (1 << 13) | 0x1FFF)
+    packet = struct.pack("!BBHII", 0x80 | 15, 205, 2 + (len(fci) + 2) // 4, 1, 2) + fci + b"\x00\x00"
+    try:
+        parse_compound(packet)
+    except ParseError as exc:
+        assert "too many" in str(exc)
+    else:
+        raise AssertionError("a 65,535-packet transport-cc report was expanded")

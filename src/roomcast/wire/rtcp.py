@@ -116,6 +116,67 @@ class Remb:
 
 
 @dataclass(frozen=True, slots=True)
+class TransportCC:
+    """Transport-wide congestion control feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1).
+
+    ``statuses``: per packet from ``base_seq``, 0 not received, 1 small delta, 2 large or negative delta;
+    ``deltas``: receive deltas of the received packets in 250 µs units. Kept raw for exact forwarding.
+    """
+
+    sender_ssrc: int
+    media_ssrc: int
+    base_seq: int
+    reference_time: int  # multiples of 64 ms
+    fb_count: int
+    statuses: tuple[int, ...]
+    deltas: tuple[int, ...]
+    raw: bytes
+
+    def serialize(self) -> bytes:
+        return self.raw
+
+
+MAX_TWCC_STATUSES = 8192  # RELIABILITY B3: a packet cannot make us expand a 65,535-packet storm
+
+
+def _parse_twcc(data: bytes, pos: int, fci: int, end: int, sender: int, media: int) -> TransportCC:
+    if fci + 8 > end:
+        raise ParseError("truncated transport-cc feedback")
+    base, count, ref_fb = struct.unpack_from("!HHI", data, fci)
+    if count > MAX_TWCC_STATUSES:
+        raise ParseError("transport-cc feedback reports too many packets")
+    reference = ref_fb >> 8
+    if reference & 0x800000:
+        reference -= 0x1000000
+    statuses: list[int] = []
+    p = fci + 8
+    while len(statuses) < count:
+        if p + 2 > end:
+            raise ParseError("transport-cc packet chunks run past the packet")
+        chunk = struct.unpack_from("!H", data, p)[0]
+        p += 2
+        if not chunk & 0x8000:  # run length chunk
+            statuses.extend([(chunk >> 13) & 0x3] * min(chunk & 0x1FFF, count - len(statuses)))
+        elif not chunk & 0x4000:  # status vector, 14 one-bit symbols
+            statuses.extend((chunk >> (13 - i)) & 0x1 for i in range(min(14, count - len(statuses))))
+        else:  # status vector, 7 two-bit symbols
+            statuses.extend((chunk >> (12 - 2 * i)) & 0x3 for i in range(min(7, count - len(statuses))))
+    deltas: list[int] = []
+    for status in statuses:
+        if status == 1:
+            if p + 1 > end:
+                raise ParseError("transport-cc receive deltas run past the packet")
+            deltas.append(data[p])
+            p += 1
+        elif status == 2:
+            if p + 2 > end:
+                raise ParseError("transport-cc receive deltas run past the packet")
+            deltas.append(struct.unpack_from("!h", data, p)[0])
+            p += 2
+    return TransportCC(sender, media, base, reference, ref_fb & 0xFF, tuple(statuses), tuple(deltas), data[pos:end])
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownRtcp:
     packet_type: int
     fmt: int
@@ -125,7 +186,7 @@ class UnknownRtcp:
         return self.data
 
 
-RtcpPacket = SenderReport | ReceiverReport | GenericNack | Pli | Fir | Remb | UnknownRtcp
+RtcpPacket = SenderReport | ReceiverReport | GenericNack | Pli | Fir | Remb | TransportCC | UnknownRtcp
 
 
 def _header(count: int, packet_type: int, body: bytes) -> bytes:
@@ -195,6 +256,8 @@ def _parse_one(data: bytes, pos: int, end: int) -> RtcpPacket:
                 lost.append(pid)
                 lost.extend((pid + bit + 1) & 0xFFFF for bit in range(16) if blp & (1 << bit))
             return GenericNack(sender, media, tuple(lost))
+        if packet_type == RTPFB and count == 15:
+            return _parse_twcc(data, pos, fci, body_end, sender, media)
         if packet_type == PSFB and count == 1:
             return Pli(sender, media)
         if packet_type == PSFB and count == 4:
