@@ -24,6 +24,7 @@ class Consumer:
     __slots__ = (
         "bytes_sent",
         "clock_rate",
+        "fraction_lost",
         "kind",
         "last_out_seq",
         "last_out_ts",
@@ -33,6 +34,7 @@ class Consumer:
         "pt_map",
         "retransmits",
         "ring",
+        "rtt",
         "rtx_pt",
         "rtx_seq",
         "rtx_ssrc",
@@ -40,6 +42,7 @@ class Consumer:
         "send_rtcp",
         "seq_offset",
         "source_ssrc",
+        "sr_sent",
         "ssrc",
         "ts_offset",
     )
@@ -58,6 +61,9 @@ class Consumer:
         send_rtcp: Sender | None = None,
     ) -> None:
         self.send_rtcp = send_rtcp
+        self.rtt: float | None = None  # from the subscriber's receiver reports (RFC 3550 §6.4.1)
+        self.fraction_lost = 0.0
+        self.sr_sent: dict[int, float] = {}  # middle 32 bits of each SR's NTP -> when we sent it
         self.ssrc = ssrc
         self.kind = kind
         self.clock_rate = clock_rate
@@ -150,6 +156,18 @@ class Consumer:
             sent += 1
         self.retransmits += sent
         return sent
+
+    def on_report(self, lsr: int, dlsr: int, fraction_lost: int, now: float) -> None:
+        """RTT = arrival - when we sent the SR it echoes - the receiver's delay since (1/65536 s units)."""
+        self.fraction_lost = fraction_lost / 256
+        sent = self.sr_sent.get(lsr)
+        if sent is not None:
+            self.rtt = max(0.0, now - sent - dlsr / 65536)
+
+    def remember_sr(self, ntp: int, now: float) -> None:
+        if len(self.sr_sent) >= 16:
+            self.sr_sent.pop(next(iter(self.sr_sent)))
+        self.sr_sent[(ntp >> 16) & 0xFFFFFFFF] = now
 
     def rewrite_timestamp(self, source_ts: int) -> int:
         """Map a source RTP timestamp (e.g. from a sender report) onto this consumer's timeline."""

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from roomcast.wire import ParseError
-from roomcast.wire.rtcp import Fir, GenericNack, Pli, parse_compound
+from roomcast.wire.rtcp import Fir, GenericNack, Pli, ReceiverReport, ReportBlock, SenderReport, parse_compound
 
 
 class RtxRing:
@@ -125,6 +125,7 @@ def subscriber_feedback(
     counters: Counter[str],
     on_nack: Callable[[int, list[int]], int],
     on_keyframe_request: Callable[[int], None],
+    on_report: Callable[[ReportBlock], None] | None = None,
 ) -> None:
     """Dispatch a subscriber's RTCP: NACKs (media SSRC, lost seqs) → ``on_nack`` returning how many were
     resent; PLI/FIR → ``on_keyframe_request(media SSRC)``. Malformed compounds are counted, not raised."""
@@ -142,3 +143,6 @@ def subscriber_feedback(
         elif isinstance(packet, Fir):
             for ssrc, _ in packet.entries:
                 on_keyframe_request(ssrc)
+        elif isinstance(packet, ReceiverReport | SenderReport) and on_report is not None:
+            for block in packet.reports:
+                on_report(block)

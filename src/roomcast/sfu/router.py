@@ -69,12 +69,20 @@ class Producer:
     received_prior: int = 0
     last_sr_ntp: int = 0
     last_sr_at: float = 0.0
+    window_start: float = 0.0
+    window_bytes: int = 0
+    bitrate: float = 0.0  # bits/s over the last full second
     keyframe_requests: int = 0
     closed: bool = False
 
     def forward(self, pkt: bytes, now: float) -> None:
         self.packets += 1
         self.bytes_in += len(pkt)
+        self.window_bytes += len(pkt)
+        if now - self.window_start >= 1.0:
+            elapsed = now - self.window_start
+            self.bitrate = 8 * self.window_bytes / elapsed if self.window_start else 0.0
+            self.window_start, self.window_bytes = now, 0
         ssrc = self.ssrc or 0
         seq = (pkt[2] << 8) | pkt[3]
         self.nack.on_packet(seq, now)
@@ -358,6 +366,7 @@ class Router:
                     consumer.bytes_sent & 0xFFFFFFFF,
                 )
                 consumer.send_rtcp(report.serialize())
+                consumer.remember_sr(packet.ntp_timestamp, now)
                 self.counters["sr_forwarded"] += 1
 
     def _learn(self, media: ParticipantMedia, pkt: bytes, ssrc: int) -> Producer | None:
@@ -479,7 +488,12 @@ class Router:
             if found is not None:
                 self._request_keyframe(found[1])
 
-        subscriber_feedback(data, self.counters, nack, keyframe)
+        def report(block: ReportBlock) -> None:
+            found = media.consumers_by_ssrc.get(block.ssrc)
+            if found is not None and media.subscriber is not None:
+                found[0].on_report(block.lsr, block.dlsr, block.fraction_lost, media.subscriber.now)
+
+        subscriber_feedback(data, self.counters, nack, keyframe, report)
 
     def _request_keyframe(self, producer: Producer, force: bool = False) -> None:
         owner = self.participants.get(producer.owner)
@@ -509,6 +523,12 @@ class Router:
                     "muted": p.muted,
                     "packets_in": p.packets,
                     "bytes_in": p.bytes_in,
+                    "bitrate": round(p.bitrate),
+                    "packets_lost_upstream": max(0, (p.cycles + p.max_seq - p.base_seq + 1) - p.packets)
+                    if p.base_seq >= 0
+                    else 0,
+                    "rtt_ms": _mean_ms([c.rtt for c in p.consumers]),
+                    "subscriber_loss_pct": round(100 * max((c.fraction_lost for c in p.consumers), default=0.0), 1),
                     "subscribers": len(p.consumers),
                     "packets_forwarded": sum(c.packets_sent for c in p.consumers),
                     "retransmitted": sum(c.retransmits for c in p.consumers),
@@ -529,6 +549,11 @@ class Router:
             },
             "counters": dict(self.counters),
         }
+
+
+def _mean_ms(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(1000 * sum(known) / len(known), 1) if known else None
 
 
 def _state(transport: WebRtcTransport | None) -> str:
