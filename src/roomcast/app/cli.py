@@ -24,6 +24,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--port", type=int, help="HTTP/WebSocket port (default 7880)")
     p.add_argument("--media-port", type=int, dest="media_port", help="UDP port for all media (default 7882; 0 = any)")
     p.add_argument("--public-ip", dest="public_ip", help="IP announced in ICE candidates (default: the bind address)")
+    p.add_argument("--media-host", dest="media_host", help="address for the media UDP socket (default: all interfaces)")
     p.add_argument("--config", help="TOML config file (also ROOMCAST_CONFIG)")
     p.add_argument("--max-rooms", type=int, dest="max_rooms")
     p.add_argument("--max-participants", type=int, dest="max_participants", help="default per-room limit")
@@ -102,6 +103,7 @@ def serve(args: argparse.Namespace) -> int:
             "port": args.port,
             "media_port": args.media_port,
             "public_ip": args.public_ip,
+            "media_host": args.media_host,
             "max_rooms": args.max_rooms,
             "max_participants": args.max_participants,
             "log_level": args.log_level,
