@@ -14,9 +14,19 @@ import hmac
 import os
 import struct
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Literal
 
+from roomcast.proto.sctp_receive import RWND, SctpReceiver
+from roomcast.proto.sctp_state import (
+    AssociationAborted,
+    AssociationEstablished,
+    Channel,
+    ChannelClosed,
+    ChannelOpened,
+    MessageReceived,
+    Outgoing,
+    SctpEvent,
+)
 from roomcast.wire import ParseError, dcep
 from roomcast.wire.sctp import (
     ABORT,
@@ -44,7 +54,6 @@ from roomcast.wire.sctp import (
     Sack,
     forward_tsn,
     outgoing_reset,
-    parse_forward_tsn,
     parse_params,
     reconfig_response,
     tsn_gt,
@@ -53,77 +62,11 @@ from roomcast.wire.sctp import (
 PORT = 5000
 FRAGMENT = 1100  # user data per DATA chunk: fits a 1,200-byte DTLS record with headers
 PACKET_BUDGET = 1150
-RWND = 1024 * 1024
 MAX_IN_FLIGHT = 256 * 1024
 INITIAL_RTO, MIN_RTO, MAX_RTO = 1.0, 0.2, 10.0
 MAX_RETRANSMITS = 10  # reliable chunks: give up on the association after this many tries (RFC 9260 §8.1)
 MTU = 1200
 INITIAL_CWND = 4 * MTU  # RFC 9260 §7.2.1
-
-
-@dataclass(frozen=True, slots=True)
-class AssociationEstablished:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelOpened:
-    stream_id: int
-    label: str
-    protocol: str
-    ordered: bool
-    max_retransmits: int | None
-    max_lifetime_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
-    stream_id: int
-    ppid: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelClosed:
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class AssociationAborted:
-    reason: str
-
-
-SctpEvent = AssociationEstablished | ChannelOpened | MessageReceived | ChannelClosed | AssociationAborted
-
-
-@dataclass
-class Channel:
-    stream_id: int
-    label: str
-    ordered: bool = True
-    max_retransmits: int | None = None
-    max_lifetime_ms: int | None = None
-    next_ssn: int = 0
-
-
-@dataclass
-class _Outgoing:
-    chunk: DataChunk
-    max_retransmits: int | None
-    expires_at: float | None
-    sent_at: float | None = None
-    retransmits: int = 0
-    acked: bool = False
-    abandoned: bool = False
-    misses: int = 0  # SACKs that acked something after it but not it (fast retransmit at 3, §7.2.4)
-
-
-@dataclass
-class _Inbound:
-    fragments: dict[int, DataChunk] = field(default_factory=dict)  # by TSN
-    ordered_ready: dict[tuple[int, int], tuple[int, bytes]] = field(default_factory=dict)  # (stream, ssn) -> msg
-    expected_ssn: dict[int, int] = field(default_factory=dict)
-    buffered: int = 0
 
 
 class SctpAssociation:
@@ -134,14 +77,12 @@ class SctpAssociation:
         self.local_vtag = int.from_bytes(os.urandom(4), "big") or 1
         self.remote_vtag = 0
         self.next_tsn = int.from_bytes(os.urandom(4), "big")
-        self.remote_cum_tsn: int | None = None
         self.channels: dict[int, Channel] = {}
         self.counters: Counter[str] = Counter()
         self._secret = os.urandom(16)
-        self._ahead: set[int] = set()
-        self._inbound = _Inbound()
-        self._outstanding: dict[int, _Outgoing] = {}
-        self._queue: deque[_Outgoing] = deque()
+        self.rx = SctpReceiver(max_message_size, self._deliver, self._abort, self.counters)
+        self._outstanding: dict[int, Outgoing] = {}
+        self._queue: deque[Outgoing] = deque()
         self._peer_rwnd = RWND
         self._cwnd = INITIAL_CWND
         self._ssthresh = RWND
@@ -153,7 +94,6 @@ class SctpAssociation:
         self._transmits: deque[bytes] = deque()
         self._events: deque[SctpEvent] = deque()
         self._need_sack = False
-        self._duplicates: list[int] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,21 +134,22 @@ class SctpAssociation:
                 self._chunk(chunk, now)
         except ParseError:
             self.counters["malformed_chunk"] += 1
-        if self._need_sack and self.remote_cum_tsn is not None:
-            self._send_chunks([self._sack()])
+        if self._need_sack and self.rx.cum_tsn is not None:
+            self._send_chunks([self.rx.sack()])
             self._need_sack = False
         self._flush(now)
 
     def _chunk(self, chunk: Chunk, now: float) -> None:
         kind = chunk.type
         if kind == DATA:
-            self._on_data(DataChunk.from_chunk(chunk), now)
+            self._need_sack = True
+            self.rx.on_data(DataChunk.from_chunk(chunk))
         elif kind == SACK:
             self._on_sack(Sack.from_chunk(chunk), now)
         elif kind == INIT and self.role == "server":
             init = Init.from_chunk(chunk)
             self.remote_vtag = init.initiate_tag
-            self.remote_cum_tsn = (init.initial_tsn - 1) & 0xFFFFFFFF
+            self.rx.cum_tsn = (init.initial_tsn - 1) & 0xFFFFFFFF
             self._peer_rwnd = init.a_rwnd
             cookie = hmac.new(
                 self._secret, struct.pack("!II", self.local_vtag, init.initiate_tag), hashlib.sha256
@@ -235,7 +176,7 @@ class SctpAssociation:
         elif kind == INIT_ACK and self.state == "cookie-wait":
             init = Init.from_chunk(chunk)
             self.remote_vtag = init.initiate_tag
-            self.remote_cum_tsn = (init.initial_tsn - 1) & 0xFFFFFFFF
+            self.rx.cum_tsn = (init.initial_tsn - 1) & 0xFFFFFFFF
             self._peer_rwnd = init.a_rwnd
             self._cookie = init.param(PARAM_STATE_COOKIE) or b""
             self.state = "cookie-echoed"
@@ -254,81 +195,12 @@ class SctpAssociation:
         elif kind in (SHUTDOWN_ACK, SHUTDOWN_COMPLETE):
             self.state = "closed"
         elif kind == FORWARD_TSN:
-            self._on_forward_tsn(chunk)
+            self.rx.on_forward_tsn(chunk)
+            self._need_sack = True
         elif kind == RECONFIG:
             self._on_reconfig(chunk)
 
     # ------------------------------------------------------------------ receiving data
-
-    def _on_data(self, chunk: DataChunk, now: float) -> None:
-        self._need_sack = True
-        cum = self.remote_cum_tsn
-        if cum is None:
-            return
-        if not tsn_gt(chunk.tsn, cum) or chunk.tsn in self._ahead:
-            self._duplicates.append(chunk.tsn)
-            self.counters["duplicate"] += 1
-            return
-        if len(self._ahead) > 4096 or self._inbound.buffered + len(chunk.user_data) > 2 * self.max_message_size + RWND:
-            self.counters["receive_window_exceeded"] += 1
-            return
-        self._ahead.add(chunk.tsn)
-        while ((cum + 1) & 0xFFFFFFFF) in self._ahead:
-            cum = (cum + 1) & 0xFFFFFFFF
-            self._ahead.discard(cum)
-        self.remote_cum_tsn = cum
-        if chunk.beginning and chunk.ending:
-            self._message(chunk.stream_id, chunk.ssn, chunk.unordered, chunk.ppid, chunk.user_data)
-            return
-        self._inbound.fragments[chunk.tsn] = chunk
-        self._inbound.buffered += len(chunk.user_data)
-        self._reassemble(chunk.tsn)
-
-    def _reassemble(self, tsn: int) -> None:
-        frags = self._inbound.fragments
-        start = tsn
-        while not frags[start].beginning:
-            prev = (start - 1) & 0xFFFFFFFF
-            if prev not in frags or frags[prev].stream_id != frags[tsn].stream_id:
-                return
-            start = prev
-        parts = []
-        cursor = start
-        while True:
-            if cursor not in frags:
-                return
-            parts.append(frags[cursor])
-            if frags[cursor].ending:
-                break
-            cursor = (cursor + 1) & 0xFFFFFFFF
-        size = sum(len(p.user_data) for p in parts)
-        for p in parts:
-            del frags[p.tsn]
-        self._inbound.buffered -= size
-        if size > self.max_message_size:
-            self.counters["message_too_large"] += 1
-            self._abort(f"message of {size} bytes exceeds max-message-size {self.max_message_size}")
-            return
-        first = parts[0]
-        self._message(first.stream_id, first.ssn, first.unordered, first.ppid, b"".join(p.user_data for p in parts))
-
-    def _message(self, stream: int, ssn: int, unordered: bool, ppid: int, data: bytes) -> None:
-        inbound = self._inbound
-        if unordered:
-            self._deliver(stream, ppid, data)
-            return
-        expected = inbound.expected_ssn.get(stream, 0)
-        if ssn != expected:
-            if ((ssn - expected) & 0xFFFF) < 0x8000:
-                inbound.ordered_ready[(stream, ssn)] = (ppid, data)
-            return
-        self._deliver(stream, ppid, data)
-        expected = (expected + 1) & 0xFFFF
-        while (stream, expected) in inbound.ordered_ready:
-            ppid, data = inbound.ordered_ready.pop((stream, expected))
-            self._deliver(stream, ppid, data)
-            expected = (expected + 1) & 0xFFFF
-        inbound.expected_ssn[stream] = expected
 
     def _deliver(self, stream: int, ppid: int, data: bytes) -> None:
         if ppid == dcep.PPID_DCEP:
@@ -359,38 +231,6 @@ class SctpAssociation:
                 )
             )
 
-    def _on_forward_tsn(self, chunk: Chunk) -> None:
-        new_cum, streams = parse_forward_tsn(chunk)
-        if self.remote_cum_tsn is None or not tsn_gt(new_cum, self.remote_cum_tsn):
-            return
-        self.remote_cum_tsn = new_cum
-        self._ahead = {t for t in self._ahead if tsn_gt(t, new_cum)}
-        while ((self.remote_cum_tsn + 1) & 0xFFFFFFFF) in self._ahead:
-            self.remote_cum_tsn = (self.remote_cum_tsn + 1) & 0xFFFFFFFF
-            self._ahead.discard(self.remote_cum_tsn)
-        for tsn in [t for t in self._inbound.fragments if not tsn_gt(t, new_cum)]:
-            self._inbound.buffered -= len(self._inbound.fragments.pop(tsn).user_data)
-        for stream, ssn in streams:
-            current = self._inbound.expected_ssn.get(stream, 0)
-            target = (ssn + 1) & 0xFFFF
-            span = (target - current) & 0xFFFF
-            if span == 0 or span >= 0x8000:
-                continue
-            for key in [
-                k for k in self._inbound.ordered_ready if k[0] == stream and ((k[1] - current) & 0xFFFF) < span
-            ]:
-                del self._inbound.ordered_ready[key]
-            self._message_flush(stream, target)
-        self._need_sack = True
-
-    def _message_flush(self, stream: int, expected: int) -> None:
-        self._inbound.expected_ssn[stream] = expected
-        while (stream, expected) in self._inbound.ordered_ready:
-            ppid, data = self._inbound.ordered_ready.pop((stream, expected))
-            self._deliver(stream, ppid, data)
-            expected = (expected + 1) & 0xFFFF
-        self._inbound.expected_ssn[stream] = expected
-
     def _on_reconfig(self, chunk: Chunk) -> None:
         for kind, value in parse_params(chunk.value):
             if kind != PARAM_OUTGOING_RESET or len(value) < 12:
@@ -399,7 +239,7 @@ class SctpAssociation:
             streams = [struct.unpack_from("!H", value, p)[0] for p in range(12, len(value) - 1, 2)]
             self._send_chunks([Chunk(RECONFIG, 0, reconfig_response(request_seq, 1))])
             for stream in streams:
-                self._inbound.expected_ssn.pop(stream, None)
+                self.rx.reset_stream(stream)
                 if self.channels.pop(stream, None) is not None:
                     self._events.append(ChannelClosed(stream))
             if streams:
@@ -462,7 +302,7 @@ class SctpAssociation:
                 self.next_tsn, stream, ssn, ppid, piece, not ordered, index == 0, index == len(pieces) - 1
             )
             self.next_tsn = (self.next_tsn + 1) & 0xFFFFFFFF
-            self._queue.append(_Outgoing(chunk, max_retransmits, lifetime))
+            self._queue.append(Outgoing(chunk, max_retransmits, lifetime))
 
     def _in_flight(self) -> int:
         return sum(len(o.chunk.user_data) for o in self._outstanding.values() if not o.acked and not o.abandoned)
@@ -609,7 +449,7 @@ class SctpAssociation:
         if not any(not o.acked and not o.abandoned for o in self._outstanding.values()):
             self._t3 = None
 
-    def _abandon_message(self, item: _Outgoing) -> None:
+    def _abandon_message(self, item: Outgoing) -> None:
         """All fragments of a message go together (RFC 3758 §3.5 rule C3)."""
         for other in self._outstanding.values():
             if (
@@ -621,20 +461,6 @@ class SctpAssociation:
         self.counters["abandoned"] += 1
 
     # ------------------------------------------------------------------ output
-
-    def _sack(self) -> Chunk:
-        assert self.remote_cum_tsn is not None
-        cum = self.remote_cum_tsn
-        offsets = sorted((t - cum) & 0xFFFFFFFF for t in self._ahead)
-        gaps: list[tuple[int, int]] = []
-        for off in offsets[:512]:
-            if gaps and off == gaps[-1][1] + 1:
-                gaps[-1] = (gaps[-1][0], off)
-            else:
-                gaps.append((off, off))
-        dups, self._duplicates = tuple(self._duplicates[:32]), []
-        free = max(0, RWND - self._inbound.buffered)
-        return Sack(cum, free, tuple(gaps[:64]), dups).chunk()
 
     def _send_chunks(self, chunks: list[Chunk], vtag: int | None = None) -> None:
         tag = self.remote_vtag if vtag is None else vtag
@@ -657,3 +483,15 @@ class SctpAssociation:
 
     def poll_timeout(self) -> float | None:
         return self._t3
+
+
+__all__ = [
+    "AssociationAborted",
+    "AssociationEstablished",
+    "Channel",
+    "ChannelClosed",
+    "ChannelOpened",
+    "MessageReceived",
+    "SctpAssociation",
+    "SctpEvent",
+]
