@@ -35,7 +35,7 @@ from roomcast.app.config import Config
 from roomcast.app.media import MediaService, start_media
 from roomcast.signaling.messages import Error, IceServer
 from roomcast.signaling.rooms import RoomManager
-from roomcast.signaling.session import SessionLimits, SignalingSession
+from roomcast.signaling.session import ResumeRegistry, SessionLimits, SignalingSession
 from roomcast.turn.credentials import ice_servers as turn_ice_servers
 from roomcast.turn.credentials import mint_turn_credentials
 
@@ -164,6 +164,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     metrics = Metrics(manager)
     admin = AdminApi(config, manager, clock)
     limits = SessionLimits(join_timeout=config.join_timeout, messages_per_second=config.messages_per_second)
+    resume = ResumeRegistry(manager, config.resume_window)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -225,6 +226,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
                 on_event=metrics.count,
                 media=ws.app.state.media,
                 ice_servers=ice_servers,
+                resume=resume,
             )
             await session.run()
         finally:

@@ -34,6 +34,7 @@ class Config:
     max_publishers: int = 0
     max_tracks_per_participant: int = 8
     join_timeout: float = 10.0
+    resume_window: float = 20.0  # a participant whose socket drops keeps its place (and media) this long
     messages_per_second: float = 50.0
     log_level: str = "info"
     tls_cert: str = ""

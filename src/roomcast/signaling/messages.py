@@ -42,6 +42,7 @@ class Join(Message, tag="join", kw_only=True):
 
     room: str | None = None
     metadata: str | None = None
+    resume: str | None = None  # the resume_token of a session whose socket dropped
 
 
 class TrackMeta(msgspec.Struct, kw_only=True):
@@ -134,6 +135,8 @@ class Joined(Message, tag="joined", kw_only=True):
     participants: list[ParticipantInfo]
     ice_servers: list[IceServer] = []
     mode: Literal["p2p", "sfu"] = "p2p"
+    resume_token: str = ""
+    resumed: bool = False
 
 
 class ParticipantJoined(Message, tag="participant_joined", kw_only=True):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -143,6 +144,48 @@ class _Sink:
         self.outbox.close(CLOSE_NORMAL, code)
 
 
+@dataclass(eq=False)
+class _Parked:
+    room: Room
+    participant: Participant
+    media: MediaBackend | None
+    expiry: asyncio.TimerHandle | None = None
+
+
+class ResumeRegistry:
+    """Participants whose socket dropped, kept (with their media) for ``window`` seconds (DESIGN:
+    reconnection). A new socket with the same identity and the resume token takes the participant back."""
+
+    def __init__(self, manager: RoomManager, window: float = 20.0) -> None:
+        self.manager = manager
+        self.window = window
+        self.parked: dict[str, _Parked] = {}
+
+    def park(self, token: str, room: Room, participant: Participant, media: MediaBackend | None) -> None:
+        parked = _Parked(room, participant, media)
+        parked.expiry = asyncio.get_running_loop().call_later(self.window, self._expire, token)
+        self.parked[token] = parked
+
+    def take(self, token: str, identity: str) -> _Parked | None:
+        parked = self.parked.get(token)
+        if parked is None or parked.participant.identity != identity:
+            return None
+        del self.parked[token]
+        if parked.expiry is not None:
+            parked.expiry.cancel()
+        if not self.manager.is_current(parked.room, parked.participant):
+            return None
+        return parked
+
+    def _expire(self, token: str) -> None:
+        parked = self.parked.pop(token, None)
+        if parked is None:
+            return
+        if parked.media is not None:
+            parked.media.close_owner(parked.participant.sid)
+        self.manager.leave(parked.room, parked.participant, "disconnected")
+
+
 class SignalingSession:
     def __init__(
         self,
@@ -155,7 +198,11 @@ class SignalingSession:
         on_event: Callable[[str], None] | None = None,
         media: MediaBackend | None = None,
         ice_servers: Callable[[str], list[m.IceServer]] | None = None,
+        resume: ResumeRegistry | None = None,
     ) -> None:
+        self.resume = resume
+        self.resume_token = secrets.token_urlsafe(18)
+        self._left = False
         self.media = media
         self.ice_servers = ice_servers or (lambda identity: [])
         self.ws = ws
@@ -188,7 +235,8 @@ class SignalingSession:
             else:
                 await self._read_loop()
         finally:
-            self._leave("disconnected")
+            if not self._park():
+                self._leave("disconnected")
             self.outbox.close(CLOSE_NORMAL, "bye")
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer, timeout=5)
@@ -361,8 +409,17 @@ class SignalingSession:
                 CLOSE_POLICY,
             )
             return
+        parked = self.resume.take(message.resume, token.identity) if self.resume and message.resume else None
+        if message.resume and parked is None:
+            self._count("resume_refused")
+            self._fatal("resume_failed", "nothing to resume (window over or wrong token): join again", CLOSE_POLICY)
+            return
         try:
-            room, participant = self.manager.join(token, self.sink, now)
+            if parked is not None:
+                room, participant = parked.room, parked.participant
+                participant.sink = self.sink
+            else:
+                room, participant = self.manager.join(token, self.sink, now)
         except RoomError as exc:
             self._count("join_refused")
             self._fatal(exc.code, exc.message, CLOSE_POLICY)
@@ -380,13 +437,29 @@ class SignalingSession:
                 participants=others,
                 ice_servers=self.ice_servers(participant.identity),
                 mode=room.mode,
+                resume_token=self.resume_token,
+                resumed=parked is not None,
             )
         )
         if room.mode == "sfu" and self.media is not None and participant.grants.can_subscribe:
             self._send(tracks_message(self.media.room_tracks(room.name)))
         self._count("joined")
 
+    def _park(self) -> bool:
+        """The socket dropped without a leave (and was not closed by us): keep the participant a while."""
+        room, participant = self.room, self.participant
+        if self.resume is None or room is None or participant is None or self._left:
+            return False
+        if self.outbox.close_with is not None and self.outbox.close_with[1] not in ("gone",):
+            return False  # we closed it (kick, policy, fatal error): no resume
+        if not self.manager.is_current(room, participant):
+            return False
+        self.resume.park(self.resume_token, room, participant, self.media)
+        self._count("parked")
+        return True
+
     def _leave(self, reason: str) -> None:
+        self._left = True
         if self.media is not None and self.participant is not None:
             self.media.close_owner(self.participant.sid)
         if self.room is not None and self.participant is not None:

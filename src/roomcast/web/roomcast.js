@@ -469,11 +469,62 @@
       return true;
     }
 
+    _resume(attempt) {
+      this.state = 'reconnecting';
+      if (attempt === 0) this.emit('reconnecting');
+      const delays = [250, 500, 1000, 2000, 4000, 4000, 4000, 4000];
+      if (attempt >= delays.length) {
+        this._finishClose({code: 1006, reason: 'resume_failed'});
+        return;
+      }
+      setTimeout(() => {
+        const ws = new WebSocket(this._url);
+        let resumed = false;
+        ws.onopen = () => ws.send(JSON.stringify({type: 'join', v: PROTOCOL_VERSION, resume: this.resumeToken}));
+        ws.onmessage = (event) => {
+          let msg;
+          try { msg = JSON.parse(event.data); } catch (err) { return; }
+          if (!resumed) {
+            if (msg.type === 'joined' && msg.resumed) {
+              resumed = true;
+              this.ws = ws;
+              this.resumeToken = msg.resume_token;
+              this.state = 'connected';
+              this._reconcile(msg.participants);
+              this.emit('reconnected');
+            } else if (msg.type === 'error') {
+              this._lastError = msg.code;
+            }
+            return;
+          }
+          this._onMessage(msg);
+        };
+        ws.onclose = (event) => {
+          if (!resumed) {
+            if (this._lastError === 'resume_failed') this._finishClose({code: 1008, reason: 'resume_failed'});
+            else this._resume(attempt + 1);
+          } else {
+            this._onClose(event);
+          }
+        };
+      }, delays[attempt]);
+    }
+
+    /** After a resume: whoever left or joined while we were away. */
+    _reconcile(now) {
+      const present = new Set(now.map((p) => p.identity));
+      for (const identity of Array.from(this.participants.keys())) {
+        if (!present.has(identity)) this._removeParticipant(identity, 'left');
+      }
+      for (const info of now) if (!this.participants.has(info.identity)) this._addParticipant(info, true);
+    }
+
     _onJoined(msg) {
       this.name = msg.room;
       this.sid = msg.sid;
       this.identity = msg.participant.identity;
       this.localParticipant = msg.participant;
+      this.resumeToken = msg.resume_token || null;
       this.mode = msg.mode;
       this.sfu = msg.mode === 'sfu' ? new SfuClient(this) : null;
       this.data = null;
@@ -571,6 +622,17 @@
     }
 
     _onClose(event) {
+      // A drop (not a leave, not closed by the server with a reason) is resumed: media keeps flowing
+      // over UDP meanwhile, and the server keeps our place for its resume window.
+      const dropped = this.state === 'connected' && event.code !== 1000 && event.code !== 1008 && event.code !== 1009;
+      if (dropped && this.resumeToken && this.options.resume !== false) {
+        this._resume(0);
+        return;
+      }
+      this._finishClose(event);
+    }
+
+    _finishClose(event) {
       const wasConnected = this.state !== 'disconnected';
       this.state = 'disconnected';
       clearInterval(this._pingTimer);
@@ -690,6 +752,7 @@
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(signalingUrl(url, token));
       const room = new Room(ws, options);
+      room._url = signalingUrl(url, token);
       let settled = false;
       ws.onopen = () => room._send({type: 'join', room: options.room || null, metadata: options.metadata || null});
       ws.onmessage = (event) => {
