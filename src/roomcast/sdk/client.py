@@ -11,6 +11,7 @@ ICE-lite candidate, DTLS client, SRTP. Each media connection has its own UDP soc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -340,6 +341,8 @@ class Room:
         conn._pump()
 
     async def close(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self.ws.send(json.dumps({"type": "leave", "v": 1}))
         for conn in self.connections:
             conn.close()
         await self.ws.close()

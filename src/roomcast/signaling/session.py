@@ -203,6 +203,7 @@ class SignalingSession:
         self.resume = resume
         self.resume_token = secrets.token_urlsafe(18)
         self._left = False
+        self._disconnect_code = 1006
         self.media = media
         self.ice_servers = ice_servers or (lambda identity: [])
         self.ws = ws
@@ -252,9 +253,11 @@ class SignalingSession:
             except TimeoutError:
                 self._fatal("join_timeout", "no join message within the handshake timeout", CLOSE_POLICY)
                 return
-            except WebSocketDisconnect:
+            except WebSocketDisconnect as exc:
+                self._disconnect_code = exc.code
                 return
             if frame["type"] == "websocket.disconnect":
+                self._disconnect_code = int(frame.get("code", 1006))
                 return
             text = frame.get("text")
             if text is None:
@@ -450,6 +453,8 @@ class SignalingSession:
         room, participant = self.room, self.participant
         if self.resume is None or room is None or participant is None or self._left:
             return False
+        if self._disconnect_code in (1000, 1001):
+            return False  # the client closed on purpose (or the tab went away): that is a leave
         if self.outbox.close_with is not None and self.outbox.close_with[1] not in ("gone",):
             return False  # we closed it (kick, policy, fatal error): no resume
         if not self.manager.is_current(room, participant):
