@@ -260,7 +260,7 @@ def decode_client(raw: bytes | str) -> ClientMessage:
         message: ClientMessage = _client_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _classify_validation(data, exc) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise SchemaError("invalid_json", f"not valid JSON: {exc}") from None
     if message.v != PROTOCOL_VERSION:
         raise SchemaError("unsupported_version", f"protocol version {message.v} unsupported, use {PROTOCOL_VERSION}")
@@ -271,8 +271,8 @@ def decode_client(raw: bytes | str) -> ClientMessage:
 def _classify_validation(data: bytes, exc: msgspec.ValidationError) -> SchemaError:
     try:
         obj = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        return SchemaError("invalid_json", "not valid JSON")
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return SchemaError("invalid_json", "not valid JSON (or not UTF-8)")
     if not isinstance(obj, dict):
         return SchemaError("invalid_message", "a message must be a JSON object")
     kind = obj.get("type")
