@@ -2,7 +2,9 @@
 
 A lite server offers one host candidate per transport and never checks back, so the client sends
 Binding requests with USE-CANDIDATE (aggressive nomination) to it, retransmitting until answered, and
-then a consent check every few seconds for as long as the session lasts.
+then a consent check every few seconds for as long as the session lasts. Checks *from* the peer are
+answered too (§7.3): some lite implementations (libnice, hence Janus) send triggered checks and nominate
+only once we answer them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from dataclasses import dataclass
 
 from roomcast.proto.common import Addr, Transmit
 from roomcast.wire import ParseError
-from roomcast.wire.stun import CLASS_ERROR, CLASS_SUCCESS, StunMessage, binding_request, check_integrity
+from roomcast.wire.stun import (
+    BINDING,
+    CLASS_ERROR,
+    CLASS_REQUEST,
+    CLASS_SUCCESS,
+    StunMessage,
+    binding_request,
+    binding_success,
+    check_integrity,
+)
 
 RETRANSMIT = 0.1
 CONSENT_INTERVAL = 5.0
@@ -72,6 +83,9 @@ class IceControllingAgent:
             message = StunMessage.parse(data)
         except ParseError:
             return
+        if message.klass == CLASS_REQUEST:
+            self._answer(message, data, remote)
+            return
         if message.transaction_id != self._pending or remote != self.remote:
             self.counters["unexpected_response"] += 1
             return
@@ -86,6 +100,15 @@ class IceControllingAgent:
         if not self.nominated:
             self.nominated = True
             self._events.append(Nominated(remote))
+
+    def _answer(self, message: StunMessage, data: bytes, remote: Addr) -> None:
+        if message.method != BINDING or message.username != f"{self.local_ufrag}:{self.remote_ufrag}":
+            self.counters["unknown_request"] += 1
+            return
+        if not check_integrity(data, self.local_pwd.encode()):
+            self.counters["bad_integrity"] += 1
+            return
+        self._transmits.append(Transmit(remote, binding_success(message, remote, self.local_pwd)))
 
     def handle_timeout(self, now: float) -> None:
         if self.failed or self._next is None or now < self._next:
