@@ -3,6 +3,7 @@
     room = await connect("ws://127.0.0.1:7880", token)
     publication = await room.publish(["video"])        # then publication.send(kind, payload, timestamp, marker)
     subscription = await room.subscribe(on_packet=cb)  # cb(track_sid, rtp_bytes) for every track in the room
+    subscription = await room.subscribe(on_frame=cb)   # cb(Frame): whole VP8/H.264/Opus frames (sdk.frames)
 
 Built on the same sans-IO core as the server, in the client role: ICE controlling against the server's
 ICE-lite candidate, DTLS client, SRTP. Each media connection has its own UDP socket.
@@ -32,11 +33,13 @@ from roomcast.proto.webrtc import (
     WebRtcTransport,
     new_ice_credentials,
 )
-from roomcast.sdk.offer import OfferedTrack, client_offer
+from roomcast.sdk.frames import CODECS, Frame, FrameAssembler
+from roomcast.sdk.offer import PAYLOAD_TYPES, VIDEO_CODECS, OfferedTrack, client_offer
 from roomcast.sfu.datachannels import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
 from roomcast.wire.sdp import SessionDescription
 
 PacketCallback = Callable[[str, bytes], None]
+FrameCallback = Callable[[Frame], None]
 
 
 class RoomcastError(Exception):
@@ -104,16 +107,18 @@ class MediaConnection(asyncio.DatagramProtocol):
 class Publication:
     """Tracks we send: :meth:`send` packetizes nothing, it sends one RTP payload as one packet."""
 
-    def __init__(self, conn: MediaConnection, tracks: list[OfferedTrack]) -> None:
+    def __init__(self, conn: MediaConnection, tracks: list[OfferedTrack], video_codec: str = "vp8") -> None:
         self.conn = conn
         self.tracks = {t.kind: t for t in tracks}
+        self.video_codec = video_codec
+        self.payload_types = {"video": PAYLOAD_TYPES[video_codec], "audio": PAYLOAD_TYPES["opus"]}
         self._seq = {t.kind: secrets.randbelow(0x8000) for t in tracks}
 
     def send(self, kind: str, payload: bytes, timestamp: int, marker: bool = False) -> int:
         track = self.tracks[kind]
         seq = self._seq[kind]
         self._seq[kind] = (seq + 1) & 0xFFFF
-        pt = 96 if kind == "video" else 111
+        pt = self.payload_types[kind]
         header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq, timestamp & 0xFFFFFFFF, track.ssrc)
         self.conn.rtc.send_rtp(header + payload)
         return seq
@@ -126,6 +131,8 @@ async def stream_ivf(publication: Publication, path: str, *, loop: bool = True, 
     from roomcast.wire.vp8 import packetize, read_ivf
 
     header, frames = read_ivf(await asyncio.to_thread(Path(path).read_bytes))
+    if publication.video_codec != "vp8":
+        raise RoomcastError("unsupported_codec", f"the publication sends {publication.video_codec}, not VP8")
     if header.fourcc != b"VP80":
         raise RoomcastError("unsupported_codec", f"{path} holds {header.fourcc!r}, only VP8 IVF is supported")
     interval = header.scale / header.rate
@@ -203,6 +210,7 @@ class Room:
         self.connections: list[MediaConnection] = []
         self._answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.tracks_changed = asyncio.Event()
+        self.frame_assemblers: dict[str, FrameAssembler] = {}  # track sid -> assembler (subscribe(on_frame=))
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -247,31 +255,66 @@ class Room:
         await asyncio.wait_for(conn.connected, 15)
         return conn, answer
 
-    async def publish(self, kinds: list[str]) -> Publication:
+    async def publish(self, kinds: list[str], video_codec: str = "vp8") -> Publication:
+        """Offer one sendonly track per kind; video as ``video_codec`` ("vp8" or "h264", packetization
+        mode 1, Constrained Baseline 3.1), audio as Opus."""
+        if video_codec not in VIDEO_CODECS:
+            raise RoomcastError("unsupported_codec", f"video_codec must be one of {sorted(VIDEO_CODECS)}")
         tracks = [
-            OfferedTrack(kind, "sendonly", f"{kind}-{secrets.token_hex(3)}", _ssrc(), _ssrc() if kind == "video" else 0)
+            OfferedTrack(
+                kind,
+                "sendonly",
+                f"{kind}-{secrets.token_hex(3)}",
+                _ssrc(),
+                _ssrc() if kind == "video" else 0,
+                video_codecs=(video_codec,),
+            )
             for kind in kinds
         ]
         meta = [{"track_id": t.track_id, "source": "camera" if t.kind == "video" else "microphone"} for t in tracks]
         conn, _ = await self._negotiate("$publish", tracks, tracks=meta)
-        return Publication(conn, tracks)
+        return Publication(conn, tracks, video_codec)
 
-    async def subscribe(self, on_packet: PacketCallback, *, decrypt: bool = True) -> MediaConnection:
-        """Receive every track published by others; ``decrypt=False`` counts packets from the clear RTP header."""
+    async def subscribe(
+        self, on_packet: PacketCallback | None = None, *, on_frame: FrameCallback | None = None, decrypt: bool = True
+    ) -> MediaConnection:
+        """Receive every track published by others, as packets (``on_packet(track_sid, rtp)``; with
+        ``decrypt=False`` only the clear RTP header is meaningful) and/or as whole frames (``on_frame``,
+        reassembled by a :class:`FrameAssembler` per track; its counters in :attr:`frame_assemblers`).
+        Video is offered as VP8 and H.264: the server sends what the publisher sent."""
+        if on_packet is None and on_frame is None:
+            raise ValueError("subscribe needs on_packet, on_frame or both")
+        if on_frame is not None and not decrypt:
+            raise ValueError("frames need decrypted packets")
         wanted = [t for t in self.tracks.values() if t["participant"] != self.identity]
-        offered = [OfferedTrack(t["kind"], "recvonly") for t in wanted]
+        offered = [OfferedTrack(t["kind"], "recvonly", video_codecs=("vp8", "h264")) for t in wanted]
         subscriptions = {str(mid): t["sid"] for mid, t in enumerate(wanted)}
         conn, answer = await self._negotiate("$subscribe", offered, subscriptions=subscriptions)
         by_ssrc: dict[int, str] = {}  # the answer's a=ssrc msid names the track each SSRC carries
+        codec_by_pt: dict[int, str] = {}  # the answer's payload types: which codec a packet carries
         for m in answer.media:
             for ssrc, attrs in m.ssrcs().items():
                 parts = attrs.get("msid", "").split()
                 if len(parts) == 2:
                     by_ssrc[ssrc] = parts[1]
+            for codec in m.codecs():
+                if codec.mime in CODECS:
+                    codec_by_pt[codec.payload_type] = codec.mime
+        assemblers = self.frame_assemblers
 
         def deliver(pkt: bytes) -> None:
             ssrc = int.from_bytes(pkt[8:12], "big")
-            on_packet(by_ssrc.get(ssrc, ""), pkt)
+            track_sid = by_ssrc.get(ssrc, "")
+            if on_packet is not None:
+                on_packet(track_sid, pkt)
+            codec = codec_by_pt.get(pkt[1] & 0x7F) if len(pkt) >= 12 else None
+            if on_frame is None or codec is None:
+                return  # RTX and unknown payload types: nothing to assemble
+            assembler = assemblers.get(track_sid)
+            if assembler is None or assembler.codec != codec:
+                assembler = assemblers[track_sid] = FrameAssembler(track_sid, codec)
+            for frame in assembler.push(pkt, time.monotonic()):
+                on_frame(frame)
 
         conn.rtc.on_rtp = deliver
         conn.rtc.decrypt = decrypt

@@ -17,10 +17,18 @@ class OfferedTrack:
     track_id: str = ""
     ssrc: int = 0
     rtx_ssrc: int = 0
+    video_codecs: tuple[str, ...] = ("vp8",)  # offered in this order; a subscriber offers several
 
 
-VIDEO = (("96", "VP8/90000"), ("97", "rtx/90000"))
+# (payload type, rtpmap, fmtp): the PTs are ours as the offerer, the server keeps them (RFC 8829 §5.3.1).
+H264_FMTP = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+VIDEO_CODECS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
+    "vp8": (("96", "VP8/90000", None), ("97", "rtx/90000", "apt=96")),
+    "h264": (("102", "H264/90000", H264_FMTP), ("103", "rtx/90000", "apt=102")),
+}
+VIDEO = tuple((pt, encoding) for pt, encoding, _ in VIDEO_CODECS["vp8"])
 AUDIO = (("111", "opus/48000/2"),)
+PAYLOAD_TYPES = {"vp8": 96, "h264": 102, "opus": 111}
 
 
 def client_offer(
@@ -44,7 +52,11 @@ def client_offer(
                 )
             )
             continue
-        codecs = VIDEO if track.kind == "video" else AUDIO
+        codecs: list[tuple[str, str, str | None]] = (
+            [c for name in track.video_codecs for c in VIDEO_CODECS[name]]
+            if track.kind == "video"
+            else [(pt, encoding, None) for pt, encoding in AUDIO]
+        )
         attrs: list[Attribute] = [
             ("ice-ufrag", ufrag),
             ("ice-pwd", pwd),
@@ -55,12 +67,12 @@ def client_offer(
             (track.direction, None),
             ("rtcp-mux", None),
         ]
-        for pt, encoding in codecs:
+        for pt, encoding, fmtp in codecs:
             attrs.append(("rtpmap", f"{pt} {encoding}"))
-            if encoding.startswith("rtx"):
-                attrs.append(("fmtp", f"{pt} apt=96"))
-            elif track.kind == "video":
+            if track.kind == "video" and not encoding.startswith("rtx"):
                 attrs += [("rtcp-fb", f"{pt} nack"), ("rtcp-fb", f"{pt} nack pli")]
+            if fmtp:
+                attrs.append(("fmtp", f"{pt} {fmtp}"))
         if track.direction == "sendonly":
             attrs.append(("msid", f"{stream_id} {track.track_id}"))
             if track.rtx_ssrc:
@@ -68,7 +80,7 @@ def client_offer(
             for ssrc in (track.ssrc, track.rtx_ssrc):
                 if ssrc:
                     attrs.append(("ssrc", f"{ssrc} cname:{stream_id}"))
-        fmts = tuple(pt for pt, _ in codecs)
+        fmts = tuple(pt for pt, _, _ in codecs)
         media.append(MediaDescription(track.kind, 9, "UDP/TLS/RTP/SAVPF", fmts, "IN IP4 0.0.0.0", tuple(attrs)))
     session = SessionDescription(
         origin=f"- {random.randint(1, 2**62)} 2 IN IP4 127.0.0.1",
