@@ -154,7 +154,8 @@ class JanusSession:
         return reply
 
     async def wait_event(self, handle: int, key: str, timeout: float = 15.0) -> dict[str, Any]:
-        """The next event of ``handle`` that carries ``key`` (``jsep``, or a plugin data field)."""
+        """The next event of ``handle`` that carries ``key`` (``jsep``, a plugin data field) or is of
+        that type (``webrtcup``)."""
         queue = self.events[handle]
         deadline = time.monotonic() + timeout
         while True:
@@ -162,7 +163,7 @@ class JanusSession:
             data = event.get("plugindata", {}).get("data", {})
             if "error" in data:
                 raise JanusError(str(data["error"]))
-            if key in event or key in data:
+            if key in event or key in data or event.get("janus") == key:
                 return event
 
     async def trickle(self, handle: int, host: str, port: int) -> None:

@@ -32,7 +32,9 @@ class RoomcastTarget:
 
     def __init__(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.server = ServerProcess(workdir, env={"ROOMCAST_MAX_PARTICIPANTS": "2000"})
+        self.server = ServerProcess(
+            workdir, env={"ROOMCAST_MAX_PARTICIPANTS": "2000", "ROOMCAST_MAX_CONNECTIONS_PER_IP": "0"}
+        )
         self.room = ""
         self.clients: list[Room] = []
 

@@ -128,6 +128,7 @@ class JanusTarget:
         answer = SessionDescription.parse(event["jsep"]["sdp"])
         setup = next((m.setup for m in answer.media if m.setup), answer.setup)
         conn = await self._connect(handle, answer, ufrag, pwd, "server" if setup == "active" else "client")
+        await self.session.wait_event(handle, "webrtcup")  # subscribers get "No such feed" before it
         return Publication(conn, tracks)
 
     async def subscriber(self, index: int, on_packet: PacketHandler, *, decrypt: bool) -> None:
@@ -194,7 +195,10 @@ async def main() -> None:
         for n in args.subscribers:
             per_n = {}
             for target in targets:
-                result = await measure(target, n, args.duration)
+                try:
+                    result = await measure(target, n, args.duration)
+                except Exception as exc:  # one server failing at one N must not end the comparison
+                    result = Result(target.name, n, 0, 0, 0, 100.0, 0, 0, 0, error=f"{type(exc).__name__}: {exc}")
                 results.append(result)
                 per_n[target.name] = result
                 print(row(result), flush=True)

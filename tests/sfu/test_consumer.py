@@ -69,6 +69,18 @@ def test_nack_answered_with_rtx_per_rfc4588() -> None:
     assert fields(sent[1])[0] == (seq + 1) & 0xFFFF
 
 
+def test_nack_after_a_source_switch_resends_exactly_what_was_sent() -> None:
+    """The ring keeps the shared source packet plus the timestamp we gave it: a retransmission of a
+    packet sent before a re-base must carry that packet's old numbering, not the new offsets."""
+    c, sent = make(pt_map={96: 100})
+    source = rtp(40000, 5000, 1, payload=b"first")
+    c.forward(source, 1, 0.0)
+    c.forward(rtp(7, 1, 2, payload=b"other"), 2, 1.0)  # another producer: offsets change
+    assert c.ring.get(fields(sent[0])[0]) is source  # no per-subscriber copy in the ring
+    c.retransmit([fields(sent[0])[0]])
+    assert sent[-1] == sent[0]
+
+
 def test_nack_without_rtx_resends_the_packet() -> None:
     c, sent = make()
     c.forward(rtp(5, 0, 1), 1, 0.0)

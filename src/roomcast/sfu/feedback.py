@@ -18,9 +18,10 @@ from roomcast.wire.rtcp import Fir, GenericNack, Pli, ReceiverReport, ReportBloc
 
 
 class RtxRing:
-    """Fixed ring of recent packets, indexed by 16-bit sequence number; no per-packet objects but the packet."""
+    """Fixed ring of recent packets, indexed by 16-bit sequence number, each with one integer stamp;
+    no per-packet objects but the packet (which may be shared with other rings)."""
 
-    __slots__ = ("_mask", "_packets", "_seqs")
+    __slots__ = ("_mask", "_packets", "_seqs", "_stamps")
 
     def __init__(self, size: int = 1024) -> None:
         if size & (size - 1):
@@ -28,15 +29,20 @@ class RtxRing:
         self._mask = size - 1
         self._packets: list[bytes | bytearray | None] = [None] * size
         self._seqs: list[int] = [-1] * size
+        self._stamps: list[int] = [0] * size
 
-    def store(self, seq: int, packet: bytes | bytearray) -> None:
+    def store(self, seq: int, packet: bytes | bytearray, stamp: int = 0) -> None:
         i = seq & self._mask
         self._packets[i] = packet
         self._seqs[i] = seq
+        self._stamps[i] = stamp
 
     def get(self, seq: int) -> bytes | bytearray | None:
         i = seq & self._mask
         return self._packets[i] if self._seqs[i] == seq else None
+
+    def stamp(self, seq: int) -> int:
+        return self._stamps[seq & self._mask]
 
     def clear(self) -> None:
         self._packets = [None] * len(self._packets)
