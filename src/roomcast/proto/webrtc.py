@@ -182,6 +182,18 @@ class WebRtcTransport:
         else:
             self._transmits.append(Transmit(self.remote, self.srtp.protect(packet)))
 
+    def send_rtp_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int) -> None:
+        """:meth:`send_rtp` of ``packet`` with its byte 1, sequence number, timestamp and SSRC replaced
+        (the SFU's forwarding path: the rewrite happens inside SRTP's buffer, no copy of our own)."""
+        if self.srtp is None or self.remote is None or self.closed:
+            self.counters["send_before_connected"] += 1
+            return
+        data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc)
+        if self.direct_send is not None:
+            self.direct_send(data, self.remote)
+        else:
+            self._transmits.append(Transmit(self.remote, data))
+
     def send_rtcp(self, packet: bytes | bytearray) -> None:
         if self.srtp is None or self.remote is None or self.closed:
             return

@@ -48,6 +48,7 @@ class EchoSession:
                 kind=media.kind,
                 clock_rate=media.clock_rate,
                 send=transport.send_rtp,
+                send_rewritten=transport.send_rtp_rewritten,
                 rtx_ssrc=media.send_rtx_ssrc,
                 rtx_pt=dict(media.rtx),
             )

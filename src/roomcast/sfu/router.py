@@ -381,6 +381,7 @@ class Router:
                     kind=m.kind,
                     clock_rate=m.clock_rate,
                     send=transport.send_rtp,
+                    send_rewritten=transport.send_rtp_rewritten,
                     pt_map=payload_type_map(producer, m),
                     rtx_ssrc=m.send_rtx_ssrc,
                     rtx_pt=dict(m.rtx),
