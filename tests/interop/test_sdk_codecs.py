@@ -182,3 +182,28 @@ async def test_sdk_receives_whole_frames_from_a_chromium_publisher(server: Serve
     assert len({f.track_sid for f in frames}) == 2
     dropped = sum(a.stats.dropped_frames for a in viewer.frame_assemblers.values())
     assert dropped <= 2  # loopback: at most the frame in flight when the subscription began
+
+
+async def test_iot_agent_streams_an_h264_file(server: ServerProcess, media: tuple[Path, Path]) -> None:
+    """``roomcast iot --video clip.h264``: the device publishes H.264 (not VP8) and a viewer gets whole
+    access units of the file, a keyframe among them."""
+    from roomcast.apps.iot import IotAgent
+
+    video, _ = media
+    units = {u.annexb(): u.keyframe for u in read_annexb(video.read_bytes())}
+    room = "iot-h264-" + uuid.uuid4().hex[:6]
+    agent = IotAgent(server.ws_base, dev_token(room, "device"), video=str(video), telemetry_interval=1.0)
+    running = asyncio.create_task(agent.run(duration=20))
+    viewer = await connect(server.ws_base, dev_token(room, "viewer", can_publish=False))
+    try:
+        frames, done, on_frame = collector(lambda got: sum(f.keyframe for f in got) >= 1 and len(got) >= 10)
+        await wait_for_tracks(viewer, 1)
+        await viewer.subscribe(on_frame=on_frame)
+        await asyncio.wait_for(done.wait(), 15)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await viewer.close()
+    assert {f.codec for f in frames} == {"h264"}
+    assert all(f.complete and units.get(f.data) == f.keyframe for f in frames)

@@ -1,6 +1,7 @@
 """The IoT device agent (``roomcast iot``): stream a camera, publish telemetry, obey remote control.
 
-- video: a pre-encoded VP8 IVF file, looped in real time (no decoding, no encoding);
+- video: a pre-encoded VP8 IVF file or H.264 Annex-B file (``.h264``/``.264``), looped in real time
+  (no decoding, no encoding);
 - telemetry: JSON on the ``telemetry`` topic every ``interval`` seconds from a pluggable sensor (a
   simulated one by default);
 - control: JSON ``{"id", "command", "args"}`` on the ``control`` topic runs a registered handler and
@@ -22,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from roomcast.sdk import Room, RoomcastError, connect, stream_ffmpeg, stream_ivf
+from roomcast.sdk import Room, RoomcastError, connect, stream_ffmpeg, stream_h264, stream_ivf
 
 log = logging.getLogger("roomcast.iot")
 Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
@@ -108,12 +109,13 @@ class IotAgent:
                 tasks.append(asyncio.get_running_loop().create_task(self._on_control(str(header.get("f")), payload)))
 
         await room.connect_data(on_data)
-        if self.video or self.source:
-            publication = await room.publish(["video"])
-            streaming = (
-                stream_ffmpeg(publication, self.source) if self.source else stream_ivf(publication, self.video or "")
-            )
-            tasks.append(asyncio.create_task(streaming))
+        if self.source:
+            tasks.append(asyncio.create_task(stream_ffmpeg(await room.publish(["video"]), self.source)))
+        elif self.video and self.video.lower().endswith((".h264", ".264")):
+            publication = await room.publish(["video"], video_codec="h264")
+            tasks.append(asyncio.create_task(stream_h264(publication, self.video)))
+        elif self.video:
+            tasks.append(asyncio.create_task(stream_ivf(await room.publish(["video"]), self.video)))
         started = time.monotonic()
         try:
             while duration is None or time.monotonic() - started < duration:
@@ -133,7 +135,11 @@ def iot_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--url", default="http://127.0.0.1:7880")
     p.add_argument("--token", required=True, help="the device's access token (roomcast token --identity device ...)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--video", help="VP8 IVF file to stream in a loop (ffmpeg -c:v libvpx ... out.ivf)")
+    source.add_argument(
+        "--video",
+        help="VP8 IVF file (ffmpeg -c:v libvpx ... out.ivf) or H.264 Annex-B file (.h264, ffmpeg -c:v libx264 -f h264)"
+        " to stream in a loop",
+    )
     source.add_argument("--camera", help="V4L2 device (e.g. /dev/video0), encoded to VP8 by ffmpeg")
     source.add_argument("--ffmpeg-input", help="any ffmpeg input, e.g. '-f lavfi -i testsrc=size=640x360:rate=15'")
     p.add_argument("--telemetry-interval", type=float, default=1.0)
