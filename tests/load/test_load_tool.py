@@ -43,7 +43,7 @@ def load(server: ServerProcess, out: Path, *args: str) -> dict:  # type: ignore[
     assert "join success" in done.stdout
     report = json.loads((out / "report.json").read_text())
     html = (out / "report.html").read_text()
-    assert html.count("<svg") == 5 and "Join latency" in html
+    assert html.count("<svg") == 6 and "Join latency" in html and "Added latency" in html
     return report["summary"]  # type: ignore[no-any-return]
 
 
@@ -52,6 +52,8 @@ def test_small_load_reports_real_figures(small_server: ServerProcess, tmp_path: 
     assert summary["participants_attempted"] == 2 and summary["join_success_rate"] == 1.0
     assert summary["loss_pct"] < 5 and summary["forwarded_pps_mean"] > 100
     assert summary["first_frame_ms"]["p50"] is not None and summary["server_rss_mb_max"] > 10
+    latency = summary["added_latency_ms"]
+    assert latency["p50"] is not None and 0 < latency["p50"] <= latency["p95"] < 1000  # matched, on one clock
 
 
 def test_over_capacity_joins_are_refused_and_counted(small_server: ServerProcess, tmp_path: Path) -> None:

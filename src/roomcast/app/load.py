@@ -6,7 +6,9 @@
 Publishers send synthetic RTP at the chosen resolution's bitrate; subscribers count packets from the
 clear RTP header (no decryption, no decoding), so one bot process can play many participants. Measured:
 join success and latency, join → first video packet ("first frame"), loss, freezes (no video for
-> 500 ms), forwarded packets/s and server CPU/memory from ``/metrics``. Output: a table, ``report.json``
+> 500 ms), added latency (a video packet's send time at its publisher bot to its arrival at each
+subscriber bot, one clock: a fresh subscription keeps the publisher's sequence numbers), forwarded
+packets/s and server CPU/memory from ``/metrics``. Output: a table, ``report.json``
 and ``report.html`` (plots as inline SVG). Loopback or namespace addresses only: the URL is checked.
 """
 
@@ -42,6 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "L6": {"rooms": 1, "video_publishers": 1, "audio_publishers": 0, "subscribers": 60, "help": "over capacity"},
 }
 FREEZE = 0.5
+MAX_LATENCY_SAMPLES = 50_000
 
 
 @dataclass
@@ -66,6 +69,7 @@ class LoadResult:
     samples: list[dict[str, float]]
     refused: dict[str, int]
     duration: float
+    latency_ms: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         joined = [s for s in self.subscribers if s.join_ms is not None]
@@ -81,6 +85,7 @@ class LoadResult:
             "join_success_rate": len(joined) / len(self.subscribers) if self.subscribers else 1.0,
             "join_ms": _percentiles(joins),
             "first_frame_ms": _percentiles(ttff),
+            "added_latency_ms": _percentiles(sorted(self.latency_ms)),
             "loss_pct": 100 * max(0, expected - received) / expected if expected else 0.0,
             "freezes": sum(s.freezes for s in joined),
             "forwarded_pps_mean": sum(pps) / len(pps) if pps else 0.0,
@@ -141,7 +146,9 @@ async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
     auth = (args.api_key, args.api_secret)
     client = httpx.AsyncClient(base_url=args.url, auth=auth, timeout=10)
     rooms = [f"load-{os.getpid()}-{i}" for i in range(args.rooms)]
-    publishers: list[tuple[str, Any, Any]] = []
+    publishers: list[tuple[str, Any, Any, str]] = []
+    sent_at: dict[tuple[str, str, int], float] = {}  # (room, publisher, RTP sequence number) -> send time
+    latency_ms: list[float] = []
     sent: dict[str, int] = {r: 0 for r in rooms}
     stats: list[SubscriberStats] = []
     refused: dict[str, int] = {}
@@ -158,9 +165,10 @@ async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
         for room in rooms:
             for kind, count in (("video", args.video_publishers), ("audio", args.audio_publishers)):
                 for i in range(count):
-                    bot = await connect(ws_url, await mint(client, room, f"{kind}-pub-{i}", True))
+                    identity = f"{kind}-pub-{i}"
+                    bot = await connect(ws_url, await mint(client, room, identity, True))
                     publication = await bot.publish([kind])
-                    publishers.append((room, publication, kind))
+                    publishers.append((room, publication, kind, identity))
                     bots.append(bot)
                     progress.advance(joining)
 
@@ -168,10 +176,12 @@ async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
             """Publishers send from the start, so joiners measure their real time to first video."""
             tick, begin = 0, time.monotonic()
             while True:
-                for room, publication, kind in publishers:
+                now = time.monotonic()
+                for room, publication, kind, identity in publishers:
                     if kind == "video":
                         for _ in range(max(1, video_pps // 50)):
-                            publication.send("video", b"\x00" * 1188, tick * 1800)
+                            seq = publication.send("video", b"\x00" * 1188, tick * 1800)
+                            sent_at[(room, identity, seq)] = now
                             sent[room] += 1
                     else:
                         publication.send("audio", b"\x00" * 160, tick * 960)
@@ -197,6 +207,11 @@ async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
                     s.packets += 1
                     if pkt[1] & 0x7F == 96:
                         s.video_packets += 1
+                        track = bot.tracks.get(track_sid)
+                        if track is not None and len(latency_ms) < MAX_LATENCY_SAMPLES:
+                            sent_time = sent_at.get((room, track["participant"], (pkt[2] << 8) | pkt[3]))
+                            if sent_time is not None:
+                                latency_ms.append(1000 * (now - sent_time))
                         if s.first_frame_ms is None:
                             s.first_frame_ms = 1000 * (now - start)
                         if s.last_video is not None and now - s.last_video > FREEZE:
@@ -227,6 +242,7 @@ async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
             s.last_video = None
         for room in rooms:
             sent[room] = 0
+        latency_ms.clear()
         measuring = progress.add_task("measuring", total=int(args.duration))
         samples: list[dict[str, float]] = []
         start = time.monotonic()
@@ -252,7 +268,7 @@ async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
         await bot.close()
     await client.aclose()
     config = {k: v for k, v in vars(args).items() if k not in ("api_secret",)}
-    return LoadResult(config, stats, sent, samples, refused, args.duration)
+    return LoadResult(config, stats, sent, samples, refused, args.duration, latency_ms)
 
 
 def print_summary(result: LoadResult, console: Console) -> None:
@@ -262,11 +278,12 @@ def print_summary(result: LoadResult, console: Console) -> None:
     table.add_column("value", justify="right")
     table.add_row("participants attempted", str(summary["participants_attempted"]))
     table.add_row("join success", f"{summary['join_success_rate']:.1%}")
-    for key in ("join_ms", "first_frame_ms"):
+    for key in ("join_ms", "first_frame_ms", "added_latency_ms"):
         p = summary[key]
+        digits = 1 if key == "added_latency_ms" else 0
         table.add_row(
             key.replace("_", " ") + " p50/p95/p99",
-            "/".join("-" if v is None else f"{v:.0f}" for v in (p["p50"], p["p95"], p["p99"])),
+            "/".join("-" if v is None else f"{v:.{digits}f}" for v in (p["p50"], p["p95"], p["p99"])),
         )
     table.add_row("packet loss", f"{summary['loss_pct']:.2f}%")
     table.add_row("freezes (>500 ms)", str(summary["freezes"]))

@@ -66,7 +66,9 @@ def histogram(title: str, values: list[float], xlabel: str, bins: int = 20) -> s
 def write_report(summary: dict[str, Any], result: dict[str, Any], directory: Path) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / "report.json"
-    json_path.write_text(json.dumps({"summary": summary, **result}, indent=1, default=str))
+    samples_ms = result.get("latency_ms", [])  # the summary holds its percentiles; keep the file small
+    kept = {**result, "latency_ms": samples_ms[:: max(1, len(samples_ms) // 2000)]}
+    json_path.write_text(json.dumps({"summary": summary, **kept}, indent=1, default=str))
     subs = result["subscribers"]
     samples = result["samples"]
     expected = result["publishers_sent"]
@@ -80,6 +82,7 @@ def write_report(summary: dict[str, Any], result: dict[str, Any], directory: Pat
         histogram(
             "Join → first video packet", [s["first_frame_ms"] for s in subs if s["first_frame_ms"] is not None], "ms"
         ),
+        histogram("Added latency (publisher bot → subscriber bot)", result.get("latency_ms", []), "ms"),
         line_chart(
             "Forwarded packets per second",
             [x["t"] for x in samples if "forwarded_pps" in x],
