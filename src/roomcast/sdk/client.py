@@ -58,6 +58,7 @@ class MediaConnection(asyncio.DatagramProtocol):
         self.udp: asyncio.DatagramTransport | None = None
         self.connected = asyncio.get_running_loop().create_future()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None  # the poll_timeout() the timer was armed for
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.udp = transport  # type: ignore[assignment]
@@ -90,11 +91,14 @@ class MediaConnection(asyncio.DatagramProtocol):
                 self.on_sctp(event.event)
         when = self.rtc.poll_timeout()
         if self._timer is not None:
+            if when == self._timer_when and not self.rtc.closed:
+                return  # the usual case for media packets: keep the timer, re-arming costs more than the packet
             self._timer.cancel()
             self._timer = None
         if when is not None and not self.rtc.closed:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_at(loop.time() + max(0.0, when - time.monotonic()), self._on_timer)
+            self._timer_when = when
 
     def close(self) -> None:
         self.rtc.close()
