@@ -17,6 +17,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     ProcessCollector,
     generate_latest,
 )
@@ -32,6 +33,7 @@ from starlette.websockets import WebSocket
 from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
+from roomcast.app.drain import Drain
 from roomcast.app.media import MediaService, start_media
 from roomcast.signaling.messages import Error, IceServer
 from roomcast.signaling.rooms import RoomManager
@@ -73,15 +75,25 @@ class Metrics:
         self.loop_lag = Gauge(
             "roomcast_event_loop_lag_seconds", "Worst event-loop delay over the last second", registry=self.registry
         )
+        # The gauge forgets a stall after a second; the histogram keeps every one (RELIABILITY F13).
+        self.loop_delay = Histogram(
+            "roomcast_event_loop_delay_seconds",
+            "How late each 25 ms loop-lag probe fired",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
 
-    async def measure_loop_lag(self, interval: float = 0.1) -> None:
-        """A timer that should fire every ``interval``; how late it fires is time the loop was stalled."""
+    async def measure_loop_lag(self, interval: float = 0.025) -> None:
+        """A timer that should fire every ``interval``; how late it fires is time the loop was stalled
+        (to within ``interval``: a stall that starts just before a probe is due is seen almost whole)."""
         loop = asyncio.get_running_loop()
         worst, window_start = 0.0, loop.time()
         while True:
             before = loop.time()
             await asyncio.sleep(interval)
-            worst = max(worst, loop.time() - before - interval)
+            late = max(0.0, loop.time() - before - interval)
+            self.loop_delay.observe(late)
+            worst = max(worst, late)
             if loop.time() - window_start >= 1.0:
                 self.loop_lag.set(worst)
                 worst, window_start = 0.0, loop.time()
@@ -165,6 +177,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     admin = AdminApi(config, manager, clock)
     limits = SessionLimits(join_timeout=config.join_timeout, messages_per_second=config.messages_per_second)
     resume = ResumeRegistry(manager, config.resume_window)
+    drain = Drain(config.drain_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -177,7 +190,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         app.state.media.max_incoming_bitrate = config.max_incoming_bitrate
         app.state.media.max_publishers = config.max_publishers
         app.state.media.max_tracks_per_participant = config.max_tracks_per_participant
+        app.state.media.consent_timeout = config.consent_timeout
         lag_task = asyncio.create_task(metrics.measure_loop_lag())
+        drain.attach(asyncio.get_running_loop())
         admin.room_stats = app.state.media.room_stats
         log.info(
             "media on udp %s:%d, candidates for %s",
@@ -203,17 +218,20 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
 
     connections: collections.Counter[str] = collections.Counter()
 
+    async def refuse(ws: WebSocket, code: str, message: str, close_code: int) -> None:
+        await ws.accept()
+        await ws.send_text(msgspec.json.encode(Error(code=code, message=message, fatal=True)).decode())
+        await ws.close(close_code, code)
+
     async def rtc(ws: WebSocket) -> None:
         client = ws.client.host if ws.client else "?"
+        if drain.active:
+            metrics.count("refused_draining")
+            await refuse(ws, "server_shutting_down", "this server is shutting down; join again shortly", 1013)
+            return
         if config.max_connections_per_ip and connections[client] >= config.max_connections_per_ip:
             metrics.count("connection_limit")
-            await ws.accept()
-            await ws.send_text(
-                msgspec.json.encode(
-                    Error(code="too_many_connections", message="too many connections from your address", fatal=True)
-                ).decode()
-            )
-            await ws.close(1008, "too_many_connections")
+            await refuse(ws, "too_many_connections", "too many connections from your address", 1008)
             return
         connections[client] += 1
         try:
@@ -228,14 +246,20 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
                 ice_servers=ice_servers,
                 resume=resume,
             )
-            await session.run()
+            drain.add(session)
+            try:
+                await session.run()
+            finally:
+                drain.discard(session)
         finally:
             connections[client] -= 1
             if connections[client] <= 0:
                 del connections[client]
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__, "rooms": len(manager.rooms)})
+        status = "draining" if drain.active else "ok"
+        body = {"status": status, "version": __version__, "rooms": len(manager.rooms)}
+        return JSONResponse(body, status_code=503 if drain.active else 200)
 
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -259,4 +283,5 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     app.state.manager = manager
     app.state.config = config
     app.state.metrics = metrics
+    app.state.drain = drain
     return app

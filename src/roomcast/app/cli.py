@@ -33,6 +33,18 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--tls-key", dest="tls_key", help="private key (PEM) for --tls-cert")
     p.add_argument("--turn-host", dest="turn_host", help="coturn host announced to clients (with ROOMCAST_TURN_SECRET)")
     p.add_argument("--turn-port", dest="turn_port", type=int, help="coturn port (default 3478)")
+    p.add_argument(
+        "--consent-timeout",
+        dest="consent_timeout",
+        type=float,
+        help="seconds without ICE consent checks before a media connection is dead (RFC 7675; default 30)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        dest="drain_timeout",
+        type=float,
+        help="on SIGTERM, seconds open signaling sockets get to finish before they are closed (default 5)",
+    )
 
 
 def _token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -90,11 +102,21 @@ def serve(args: argparse.Namespace) -> int:
     from roomcast.app.asgi import create_app
 
     class Server(uvicorn.Server):
-        """Exit 0 after a graceful SIGINT/SIGTERM shutdown instead of re-raising the signal."""
+        """Exit 0 after a graceful SIGINT/SIGTERM shutdown instead of re-raising the signal. The first
+        SIGTERM drains (:mod:`roomcast.app.drain`) before the exit; a second one, or SIGINT, exits now."""
+
+        draining = False
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if sig == signal.SIGTERM and not self.draining and not self.should_exit:
+                self.draining = app.state.drain.request(self._drained)
+                if self.draining:
+                    return
             if self.should_exit and sig == signal.SIGINT:
                 self.force_exit = True
+            self.should_exit = True
+
+        def _drained(self) -> None:
             self.should_exit = True
 
     config = load(
@@ -111,6 +133,8 @@ def serve(args: argparse.Namespace) -> int:
             "tls_key": args.tls_key,
             "turn_host": args.turn_host,
             "turn_port": args.turn_port,
+            "consent_timeout": args.consent_timeout,
+            "drain_timeout": args.drain_timeout,
         },
         config_file=args.config,
     )

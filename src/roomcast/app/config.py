@@ -35,6 +35,8 @@ class Config:
     max_tracks_per_participant: int = 8
     join_timeout: float = 10.0
     resume_window: float = 20.0  # a participant whose socket drops keeps its place (and media) this long
+    consent_timeout: float = 30.0  # RFC 7675: media transport declared dead after this long without checks
+    drain_timeout: float = 5.0  # on SIGTERM, how long open signaling sockets may stay (raise it in production)
     messages_per_second: float = 50.0
     log_level: str = "info"
     tls_cert: str = ""
@@ -119,6 +121,8 @@ def load(
         raise ConfigError("TURN needs both ROOMCAST_TURN_SECRET and --turn-host (ROOMCAST_TURN_HOST)")
     if config.default_room_mode not in ("sfu", "p2p"):
         raise ConfigError("default_room_mode must be 'sfu' or 'p2p'")
+    if config.consent_timeout <= 0 or config.drain_timeout < 0:
+        raise ConfigError("consent_timeout must be positive and drain_timeout not negative")
     if config.max_participants < 1 or config.max_rooms < 1:
         raise ConfigError("max_participants and max_rooms must be at least 1")
     return config

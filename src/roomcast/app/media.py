@@ -82,6 +82,7 @@ class MediaService:
     max_incoming_bitrate: int = 0
     max_publishers: int = 0  # per room; 0 = no limit
     max_tracks_per_participant: int = 8
+    consent_timeout: float = 30.0  # RFC 7675 §5.1: a peer silent this long is gone (its tracks end)
 
     @property
     def candidate_port(self) -> int:
@@ -233,6 +234,7 @@ class MediaService:
             dtls_role=negotiated.dtls_role,
             local_ufrag=ufrag,
             local_pwd=pwd,
+            consent_timeout=self.consent_timeout,
             sctp=sctp,
         )
         owned = _Owned(transport, room)
@@ -320,9 +322,12 @@ class MediaService:
                     data.on_event(owner, event.event, self.clock())
             elif isinstance(event, TransportFailed):
                 log.info("media %s/%s failed: %s", owner, target, event.reason)
-                self.close_endpoint(owner, target)
                 if target in ("$publish", "$subscribe"):
+                    # close_owner finds the rooms through the owner's endpoints: this one must still be
+                    # listed, or its router would keep the dead producers (RELIABILITY F1)
                     self.close_owner(owner)
+                else:
+                    self.close_endpoint(owner, target)
                 return
         router = self.routers.get(owned.room)
         if router is not None:

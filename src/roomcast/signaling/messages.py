@@ -205,6 +205,13 @@ class Pong(Message, tag="pong", kw_only=True):
     server_ts: float = 0.0
 
 
+class ServerShutdown(Message, tag="server_shutdown", kw_only=True):
+    """The server is draining (SIGTERM): finish or move within ``grace`` seconds; new joins are refused."""
+
+    reason: str = "draining"
+    grace: float = 0.0
+
+
 class Error(Message, tag="error", kw_only=True):
     """Typed error: ``code`` is stable and machine-readable, ``message`` is for humans."""
 
@@ -226,6 +233,7 @@ ServerMessage = (
     | Permissions
     | ParticipantUpdated
     | Pong
+    | ServerShutdown
     | Error
 )
 

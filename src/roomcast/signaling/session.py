@@ -203,6 +203,7 @@ class SignalingSession:
         self.resume = resume
         self.resume_token = secrets.token_urlsafe(18)
         self._left = False
+        self._leave_reason = "disconnected"
         self._disconnect_code = 1006
         self.media = media
         self.ice_servers = ice_servers or (lambda identity: [])
@@ -237,7 +238,7 @@ class SignalingSession:
                 await self._read_loop()
         finally:
             if not self._park():
-                self._leave("disconnected")
+                self._leave(self._leave_reason)
             self.outbox.close(CLOSE_NORMAL, "bye")
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer, timeout=5)
@@ -469,6 +470,17 @@ class SignalingSession:
             self.media.close_owner(self.participant.sid)
         if self.room is not None and self.participant is not None:
             self.manager.leave(self.room, self.participant, reason)
+
+    # ------------------------------------------------------------------ shutdown (RELIABILITY F11)
+
+    def notify_shutdown(self, grace: float) -> None:
+        """The server drains: say so, and how long this socket may stay; the room keeps running meanwhile."""
+        self._send(m.ServerShutdown(reason="draining", grace=grace))
+
+    def close_for_shutdown(self) -> None:
+        """The drain is over: a typed fatal error, then a normal close (no resume: this node is going)."""
+        self._leave_reason = "server_shutdown"
+        self._fatal("server_shutdown", "the server is shutting down; join again on another node", CLOSE_NORMAL)
 
     # ------------------------------------------------------------------ helpers
 
