@@ -53,7 +53,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.by_ufrag: dict[str, Connection] = {}
         self.by_addr: dict[Addr, Connection] = {}
         self._addrs: dict[Connection, set[Addr]] = {}
-        self._timers: dict[Connection, asyncio.TimerHandle] = {}
+        self._timers: dict[Connection, tuple[float, asyncio.TimerHandle]] = {}  # deadline it was armed for
         self._listeners: dict[Connection, Callable[[], None]] = {}
         self.drops: Counter[str] = Counter()
         self.datagrams_in = 0
@@ -104,9 +104,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         for addr in self._addrs.pop(conn, ()):
             if self.by_addr.get(addr) is conn:
                 del self.by_addr[addr]
-        timer = self._timers.pop(conn, None)
-        if timer is not None:
-            timer.cancel()
+        armed = self._timers.pop(conn, None)
+        if armed is not None:
+            armed[1].cancel()
         self._listeners.pop(conn, None)
 
     # ------------------------------------------------------------------ input
@@ -197,14 +197,17 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         if conn not in self._listeners:
             return
         when = conn.poll_timeout()
-        old = self._timers.pop(conn, None)
-        if old is not None:
-            old.cancel()
+        armed = self._timers.get(conn)
+        if armed is not None:
+            if armed[0] == when:
+                return  # most media packets leave the deadline alone: re-arming would cost more than them
+            armed[1].cancel()
+            del self._timers[conn]
         if when is None:
             return
         loop = asyncio.get_running_loop()
         delay = max(0.0, when - self.clock())
-        self._timers[conn] = loop.call_at(loop.time() + delay, self._on_timer, conn)
+        self._timers[conn] = (when, loop.call_at(loop.time() + delay, self._on_timer, conn))
 
     def _on_timer(self, conn: Connection) -> None:
         self._timers.pop(conn, None)
