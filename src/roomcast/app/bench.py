@@ -87,5 +87,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in args.subscribers:
             r = run(profile, n, args.packets, args.size, not args.no_send)
             print(f"{profile:<24}{n:>6}{r['cpu_us_per_forwarded']:>16.2f}{r['forwarded_pps_per_core']:>16,.0f}")
-    print("Janus reference on this machine kind (TESTING.md): ~15 µs/packet default, ~9 µs with event_loops=2")
+    print("whole server against Janus on the same load and bots: python bench/versus_janus.py (docs/benchmarks.md)")
     return 0
