@@ -66,3 +66,38 @@ async def test_sdk_data_to_and_from_the_room(server: ServerProcess) -> None:
     assert got[1][0]["t"] == "file" and got[1][1] == big
     await alice.close()
     await bob.close()
+
+
+async def test_sdk_room_events_and_participants(server: ServerProcess) -> None:
+    """``room.on(...)`` sees others join, publish and leave, ``room.participants`` follows, and the
+    room's own close is reported as ``disconnected``."""
+    room = "sdk-events-" + uuid.uuid4().hex[:6]
+    host = await connect(server.ws_base, dev_token(room, "host"))
+    events: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+    changed = asyncio.Event()
+    for name in ("participant_joined", "participant_left", "tracks", "disconnected"):
+        host.on(name, lambda msg, name=name: (events.append((name, msg)), changed.set()))
+
+    async def until(name: str, test=lambda msg: True) -> dict:  # type: ignore[no-untyped-def,type-arg]
+        while not any(n == name and test(m) for n, m in events):
+            changed.clear()
+            await asyncio.wait_for(changed.wait(), 10)
+        return next(m for n, m in events if n == name and test(m))
+
+    guest = await connect(server.ws_base, dev_token(room, "guest"))
+    assert (await until("participant_joined"))["participant"]["identity"] == "guest"
+    assert "guest" in host.participants and "host" in guest.participants  # the newcomer learns who is there
+    await guest.publish(["audio"])
+    published = await until("tracks", lambda msg: msg["tracks"])
+    assert [(t["participant"], t["kind"]) for t in published["tracks"]] == [("guest", "audio")]
+    await guest.close()
+    assert (await until("participant_left"))["identity"] == "guest"
+    assert "guest" not in host.participants
+    await host.close()
+    assert (await until("disconnected"))["code"] == 1000
+    try:
+        host.on("no_such_event", print)
+    except ValueError as exc:
+        assert "no_such_event" in str(exc)
+    else:
+        raise AssertionError("an unknown event name must be refused")

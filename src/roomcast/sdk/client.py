@@ -203,12 +203,31 @@ async def stream_ffmpeg(publication: Publication, input_args: list[str], *, mtu:
             await process.wait()
 
 
+EventCallback = Callable[[dict[str, Any]], None]
+EVENTS = frozenset(
+    {
+        "participant_joined",
+        "participant_left",
+        "participant_updated",
+        "tracks",
+        "server_shutdown",
+        "error",
+        "disconnected",
+    }
+)
+
+
 class Room:
+    """A joined room. ``participants`` (identity -> info) and ``tracks`` (sid -> info) follow the
+    server's events; :meth:`on` registers callbacks for them, as the JS SDK's ``room.on`` does."""
+
     def __init__(self, ws: ClientConnection, joined: dict[str, Any], host: str) -> None:
         self.ws = ws
         self.joined = joined
         self.identity: str = joined["participant"]["identity"]
         self.host = host
+        self.participants: dict[str, dict[str, Any]] = {p["identity"]: p for p in joined.get("participants", [])}
+        self._handlers: dict[str, list[EventCallback]] = {}
         self.tracks: dict[str, dict[str, Any]] = {}
         self.certificate = DtlsCertificate.generate()
         self.connections: list[MediaConnection] = []
@@ -217,17 +236,38 @@ class Room:
         self.frame_assemblers: dict[str, FrameAssembler] = {}  # track sid -> assembler (subscribe(on_frame=))
         self._reader = asyncio.create_task(self._read())
 
+    def on(self, event: str, callback: EventCallback) -> None:
+        """Call ``callback(message)`` on every ``event``: participant_joined, participant_left,
+        participant_updated, tracks, server_shutdown, error (not answering a request of ours), or
+        disconnected (``{"code": close code}``). Exceptions in callbacks are the caller's."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; one of {sorted(EVENTS)}")
+        self._handlers.setdefault(event, []).append(callback)
+
+    def _emit(self, event: str, msg: dict[str, Any]) -> None:
+        for callback in self._handlers.get(event, ()):
+            callback(msg)
+
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
                 msg = json.loads(raw)
-                if msg["type"] == "tracks":
+                kind = msg.get("type")
+                if kind == "tracks":
                     self.tracks = {t["sid"]: t for t in msg["tracks"]}
                     self.tracks_changed.set()
-                elif msg["type"] == "answer" or (msg["type"] == "error" and msg.get("ref")):
+                elif kind in ("participant_joined", "participant_updated"):
+                    self.participants[msg["participant"]["identity"]] = msg["participant"]
+                elif kind == "participant_left":
+                    self.participants.pop(msg["identity"], None)
+                elif kind == "answer" or (kind == "error" and msg.get("ref")):
                     self._answers.put_nowait(msg)
+                    continue
+                if kind in EVENTS:
+                    self._emit(kind, msg)
         except websockets.ConnectionClosed:
             pass
+        self._emit("disconnected", {"code": self.ws.close_code})
 
     async def _negotiate(
         self, target: str, offered: list[OfferedTrack], sctp: SctpAssociation | None = None, **extra: Any
