@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,25 @@ async def test_signaling_drop_is_resumed_without_losing_tracks(server: ServerPro
     await alice.evaluate("window.got = []; window.room.on('data', m => window.got.push(m.payload))")
     await bob.evaluate("window.room.sendData('after the drop', {topic: 'chat'})")
     await alice.wait_for_function("window.got.includes('after the drop')")
+
+
+async def test_a_draining_server_tells_the_browser_which_does_not_resume(artifacts: Path, new_page: NewPage) -> None:
+    """SIGTERM: the JS SDK reports ``serverShutdown`` with the grace period, then ``disconnected``
+    without trying to resume against a server that is going away."""
+    proc = ServerProcess(artifacts)
+    try:
+        page = await new_page(f"{proc.base}/chat?room=drain&identity=alice")
+        await page.wait_for_function("window.room && window.room.state === 'connected'")
+        await page.evaluate(
+            "window.events = []; window.room.on('serverShutdown', e => window.events.push(['shutdown', e.grace]));"
+            "window.room.on('disconnected', e => window.events.push(['disconnected', e.code]));"
+            "window.room.on('reconnecting', () => window.events.push(['reconnecting']));"
+        )
+        proc.proc.send_signal(signal.SIGTERM)
+        await page.wait_for_function("window.events.some(e => e[0] === 'disconnected')", timeout=20_000)
+        events = await page.evaluate("window.events")
+        assert events[0][0] == "shutdown" and events[0][1] > 0
+        assert ["reconnecting"] not in events
+        assert proc.proc.wait(timeout=15) == 0
+    finally:
+        proc.stop()

@@ -3,6 +3,7 @@
  *
  *   const room = await Roomcast.connect(url, token, {iceServers: []});
  *   room.on('participantJoined' | 'participantLeft' | 'track' | 'trackEnded' | 'data' | 'disconnected' | 'error', cb);
+ *   room.on('serverShutdown', ({reason, grace}) => ...);   // the server drains: reconnect elsewhere
  *   await room.publish(mediaStream);
  *   room.sendData('hello', {topic: 'chat'});
  *   room.participants;            // Map identity -> {identity, name, sid, metadata, streams}
@@ -610,6 +611,10 @@
           this.emit('data', {payload, from: msg.from, topic: msg.topic, binary: msg.binary, ts: msg.ts});
           break;
         }
+        case 'server_shutdown':
+          // The server drains (SIGTERM): new joins are refused, this socket closes within `grace` seconds.
+          this.emit('serverShutdown', {reason: msg.reason, grace: msg.grace});
+          break;
         case 'error': {
           const err = new RoomcastError(msg.code, msg.message);
           if (msg.ref && this.serverPeers.has(msg.ref)) this.serverPeers.get(msg.ref)._onError(err);
