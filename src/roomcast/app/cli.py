@@ -151,6 +151,7 @@ def serve(args: argparse.Namespace) -> int:
             log_level=config.log_level,
             ws_max_size=WS_MAX_FRAME,
             ws_ping_interval=20,
+            ws_per_message_deflate=False,  # small JSON: compression saves little and costs ~300 KiB per socket
             ws_ping_timeout=20,
             lifespan="on",
             timeout_graceful_shutdown=5,
