@@ -123,7 +123,7 @@ class _MediaCollector(Collector):
         for name, value in sorted(counters.items()):
             if (
                 name.startswith(("socket_", "data_dropped_"))
-                or (name.startswith("ice_") and name != "ice_checks")
+                or (name.startswith("ice_") and name not in ("ice_checks", "ice_restarts", "ice_restarts_completed"))
                 or name in _DROPS
             ):
                 dropped.add_metric([name], value)

@@ -20,6 +20,7 @@ from roomcast.proto.sctp import SctpAssociation
 from roomcast.proto.webrtc import (
     TransportConnected,
     TransportFailed,
+    TransportIceRestarted,
     TransportSctp,
     WebRtcTransport,
     new_ice_credentials,
@@ -55,6 +56,12 @@ def candidate_addresses(bind_host: str, public_ip: str | None) -> list[str]:
         except OSError:
             pass  # no route at all (e.g. a private network namespace): loopback only
     return [*addresses, "127.0.0.1"] if "127.0.0.1" not in addresses else addresses
+
+
+def _same_dtls(transport: WebRtcTransport, negotiated: NegotiatedAnswer) -> bool:
+    """An ICE restart keeps the DTLS association (RFC 8842 §4): only then may the transport carry on."""
+    offered = {(a.lower(), v.strip().upper()) for a, v in negotiated.remote_fingerprints}
+    return offered == set(transport.dtls.remote_fingerprints)
 
 
 @dataclass(eq=False)
@@ -99,19 +106,18 @@ class MediaService:
         except ParseError as exc:
             raise MediaError("invalid_sdp", f"cannot parse the offer: {exc}") from None
         existing = self.owners.get(owner, {}).get(target)
-        remote_ufrag = offer.media[0].ice_ufrag if offer.media else None
-        reuse = (
-            existing is not None
-            and not existing.transport.closed
-            and existing.transport.ice.remote_ufrag == remote_ufrag
-        )
+        remote_ufrag = (offer.media[0].ice_ufrag if offer.media else None) or offer.ice_ufrag
+        live = existing is not None and not existing.transport.closed
+        # same target, changed remote ufrag: an ICE restart (RFC 8839 §4.4.1.1.1) on the same transport
+        restart = live and existing is not None and existing.transport.ice.remote_ufrag != remote_ufrag
+        reuse = live and not restart
         if reuse:
             assert existing is not None
             ufrag, pwd = existing.transport.local_ufrag, existing.transport.local_pwd
         else:
             ufrag, pwd = new_ice_credentials()
         if target == "$data":
-            return self._data_offer(owner, offer, ufrag, pwd, existing if reuse else None, context)
+            return self._data_offer(owner, offer, ufrag, pwd, existing if live else None, context)
         router = self.routers.get(context.room) if mode != "echo" else None
         if mode != "echo" and router is None:
             router = self.routers[context.room] = Router(context.room, on_tracks_changed=self._tracks_changed)
@@ -138,9 +144,13 @@ class MediaService:
             negotiated = create_answer(offer, params)
         except NegotiationError as exc:
             raise MediaError(exc.code, exc.message) from None
-        if reuse:
+        if restart and existing is not None and not _same_dtls(existing.transport, negotiated):
+            live = False  # a new certificate: a new peer connection on this target, not an ICE restart
+        if live:
             assert existing is not None
             owned = existing
+            if restart:
+                self._restart_ice(owned, negotiated, ufrag, pwd)
         else:
             owned = self._new_transport(owner, target, context.room, negotiated, ufrag, pwd)
         if mode == "echo":
@@ -183,9 +193,14 @@ class MediaService:
             raise MediaError(exc.code, exc.message) from None
         if negotiated.data_mid is None:
             raise MediaError("no_data_channel", "the offer has no webrtc-datachannel m-line")
+        restart = existing is not None and existing.transport.local_ufrag != ufrag
+        if restart and existing is not None and not _same_dtls(existing.transport, negotiated):
+            existing = None  # a new certificate: a new peer connection, not an ICE restart
         if existing is None:
             sctp = SctpAssociation("server", max_message_size=MAX_MESSAGE_SIZE)
             existing = self._new_transport(owner, "$data", context.room, negotiated, ufrag, pwd, sctp=sctp)
+        elif restart:
+            self._restart_ice(existing, negotiated, ufrag, pwd)
         data = self.data_routers.get(context.room)
         if data is None:
             data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
@@ -241,6 +256,15 @@ class MediaService:
         endpoints[target] = owned
         self.endpoint.add(transport, lambda: self._on_activity(owner, target, owned))
         return owned
+
+    def _restart_ice(self, owned: _Owned, negotiated: NegotiatedAnswer, ufrag: str, pwd: str) -> None:
+        """New ICE credentials on the same transport; the endpoint routes both ufrags until it completes."""
+        transport = owned.transport
+        dropped = transport.restart_ice(ufrag, pwd, negotiated.remote_ice_ufrag, negotiated.remote_ice_pwd)
+        self.endpoint.add_ufrag(transport, ufrag)
+        if dropped is not None:
+            self.endpoint.retire_ufrag(transport, dropped)
+        log.info("media %s: ICE restart, local ufrag now %s", owned.room, ufrag)
 
     def room_tracks(self, room: str) -> list[PublishedTrack]:
         router = self.routers.get(room)
@@ -316,6 +340,9 @@ class MediaService:
             if isinstance(event, TransportConnected):
                 owned.connected = True
                 log.info("media %s/%s connected from %s (%s)", owner, target, event.remote, event.srtp_profile)
+            elif isinstance(event, TransportIceRestarted):
+                self.endpoint.retire_ufrag(transport, event.retired_ufrag, keep=event.remote)
+                log.info("media %s/%s: ICE restart completed on %s", owner, target, event.remote)
             elif isinstance(event, TransportSctp):
                 data = self.data_routers.get(owned.room)
                 if data is not None:

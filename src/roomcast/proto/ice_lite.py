@@ -4,6 +4,10 @@ A lite agent never sends checks; it answers Binding requests that carry the righ
 MESSAGE-INTEGRITY, and the full agent on the other side nominates a pair with USE-CANDIDATE. Consent
 freshness (RFC 7675 §5.1) is judged by the same checks: no valid check from the selected address for
 ``consent_timeout`` seconds and the connection is dead.
+
+ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1.1): a re-offer with new remote credentials gets new local
+ones. Until the peer nominates a pair with the new credentials, checks with the previous ones are still
+answered (media keeps flowing on the old pair meanwhile); after that nomination only the new ones are.
 """
 
 from __future__ import annotations
@@ -39,7 +43,15 @@ class ConsentExpired:
     remote: Addr
 
 
-IceEvent = Selected | ConsentExpired
+@dataclass(frozen=True, slots=True)
+class RestartCompleted:
+    """The peer nominated ``remote`` with the new credentials: ``retired_ufrag`` is no longer accepted."""
+
+    retired_ufrag: str
+    remote: Addr
+
+
+IceEvent = Selected | ConsentExpired | RestartCompleted
 
 
 class IceLiteAgent:
@@ -63,10 +75,32 @@ class IceLiteAgent:
         self._expired = False
         self._transmits: deque[Transmit] = deque()
         self._events: deque[IceEvent] = deque()
+        # (local ufrag, local pwd, remote ufrag) in use before a restart, until the restart completes
+        self._previous: tuple[str, str, str | None] | None = None
 
     def set_remote_credentials(self, ufrag: str, pwd: str) -> None:
         self.remote_ufrag = ufrag
         self.remote_pwd = pwd
+
+    @property
+    def restarting(self) -> bool:
+        return self._previous is not None
+
+    def restart(self, local_ufrag: str, local_pwd: str, remote_ufrag: str, remote_pwd: str) -> str | None:
+        """Install new credentials on both sides (RFC 8445 §9); the selected pair and consent carry on.
+
+        Returns a local ufrag that stopped being accepted right now: a restart that replaces one that
+        never completed drops the pending credentials (the previous, working ones stay until completion),
+        so at most two sets are ever live."""
+        dropped: str | None = None
+        if self._previous is None:
+            self._previous = (self.local_ufrag, self.local_pwd, self.remote_ufrag)
+        else:
+            dropped = self.local_ufrag
+        self.local_ufrag, self.local_pwd = local_ufrag, local_pwd
+        self.remote_ufrag, self.remote_pwd = remote_ufrag, remote_pwd
+        self.counters["restarts"] += 1
+        return dropped
 
     def handle_stun(self, data: bytes, remote: Addr, now: float) -> None:
         try:
@@ -79,15 +113,20 @@ class IceLiteAgent:
             return
         username = message.username or ""
         local, _, remote_ufrag = username.partition(":")
-        if local != self.local_ufrag or (self.remote_ufrag is not None and remote_ufrag != self.remote_ufrag):
-            self.counters["unknown_ufrag"] += 1
-            return
+        pwd = self.local_pwd
+        current = local == self.local_ufrag and (self.remote_ufrag is None or remote_ufrag == self.remote_ufrag)
+        if not current:
+            previous = self._previous
+            if previous is None or local != previous[0] or (previous[2] is not None and remote_ufrag != previous[2]):
+                self.counters["unknown_ufrag"] += 1
+                return
+            pwd = previous[1]  # a check on the pair in use before the restart: still answered
         if message.has(ICE_CONTROLLED) and not message.has(ICE_CONTROLLING):
             # §7.3.1.1: both sides controlled; a lite agent cannot take the controlling role.
             self.counters["role_conflict"] += 1
-            self._transmits.append(Transmit(remote, binding_error(message, 487, "Role Conflict", self.local_pwd)))
+            self._transmits.append(Transmit(remote, binding_error(message, 487, "Role Conflict", pwd)))
             return
-        if not check_integrity(data, self.local_pwd.encode()):
+        if not check_integrity(data, pwd.encode()):
             # RFC 8489 §9.1.3: a bad MESSAGE-INTEGRITY gets a 401 or is silently discarded; discarding
             # gives an attacker no oracle and costs us nothing.
             self.counters["bad_integrity"] += 1
@@ -96,14 +135,20 @@ class IceLiteAgent:
             self.counters["bad_fingerprint"] += 1
             return
         self.counters["checks"] += 1
-        self._transmits.append(Transmit(remote, binding_success(message, remote, self.local_pwd)))
+        self._transmits.append(Transmit(remote, binding_success(message, remote, pwd)))
+        nominated = message.has(USE_CANDIDATE)
         if remote == self.selected:
             self._last_check = now
-        elif message.has(USE_CANDIDATE):
+        elif nominated:
             self.selected = remote
             self._last_check = now
             self._expired = False
             self._events.append(Selected(remote))
+        if current and nominated and self._previous is not None:
+            retired = self._previous[0]
+            self._previous = None
+            self.counters["restarts_completed"] += 1
+            self._events.append(RestartCompleted(retired, remote))
 
     def handle_timeout(self, now: float) -> None:
         deadline = self.poll_timeout()

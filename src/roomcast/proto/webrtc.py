@@ -22,7 +22,7 @@ from roomcast.proto.dtls import (
     HandshakeComplete,
 )
 from roomcast.proto.ice_controlling import IceControllingAgent, IceFailed, Nominated
-from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, Selected
+from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, RestartCompleted, Selected
 from roomcast.proto.sctp import SctpAssociation, SctpEvent
 from roomcast.proto.srtp import SrtpContext, SrtpError
 
@@ -54,7 +54,15 @@ class TransportSctp:
     event: SctpEvent
 
 
-TransportEvent = TransportConnected | TransportFailed | TransportDataIn | TransportSctp
+@dataclass(frozen=True, slots=True)
+class TransportIceRestarted:
+    """An ICE restart completed on ``remote``: the owner stops routing ``retired_ufrag`` (and old addresses)."""
+
+    retired_ufrag: str
+    remote: Addr
+
+
+TransportEvent = TransportConnected | TransportFailed | TransportDataIn | TransportSctp | TransportIceRestarted
 
 PacketHandler = Callable[[bytes], None]
 
@@ -120,6 +128,18 @@ class WebRtcTransport:
         if isinstance(self.ice, IceControllingAgent):
             self.ice.start(now)
             self._drain_ice(now)
+
+    def restart_ice(self, local_ufrag: str, local_pwd: str, remote_ufrag: str, remote_pwd: str) -> str | None:
+        """ICE restart (RFC 8445 §9) on the server side, with the new local credentials of the answer.
+
+        Only ICE starts over: DTLS, the SRTP keys and SCTP stay (an ICE restart is not a DTLS restart,
+        RFC 8842 §4). Returns a local ufrag that stopped being accepted right now (see
+        :meth:`IceLiteAgent.restart`); the previous one is retired by :class:`TransportIceRestarted`."""
+        if not isinstance(self.ice, IceLiteAgent):
+            raise TypeError("only the ICE-lite (server) side answers an ICE restart")
+        dropped = self.ice.restart(local_ufrag, local_pwd, remote_ufrag, remote_pwd)
+        self.local_ufrag, self.local_pwd = local_ufrag, local_pwd
+        return dropped
 
     def is_validated(self, remote: Addr) -> bool:
         return remote in self._validated
@@ -248,6 +268,9 @@ class WebRtcTransport:
                     self._dtls_started = True
                     self.dtls.start(now)
                     self._drain_dtls()
+            elif isinstance(event, RestartCompleted):
+                self._validated = {event.remote}  # addresses of the old generation are forgotten
+                self._events.append(TransportIceRestarted(event.retired_ufrag, event.remote))
             elif isinstance(event, ConsentExpired):
                 self._fail("ice_consent_expired")
             elif isinstance(event, IceFailed):

@@ -53,6 +53,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.by_ufrag: dict[str, Connection] = {}
         self.by_addr: dict[Addr, Connection] = {}
         self._addrs: dict[Connection, set[Addr]] = {}
+        self._ufrags: dict[Connection, set[str]] = {}  # more than one only during an ICE restart
         self._timers: dict[Connection, tuple[float, asyncio.TimerHandle]] = {}  # deadline it was armed for
         self._listeners: dict[Connection, Callable[[], None]] = {}
         self.drops: Counter[str] = Counter()
@@ -82,7 +83,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
 
     def close(self) -> None:
-        for conn in list(self.by_ufrag.values()):
+        for conn in list(self._ufrags):
             self.remove(conn)
         if self.transport is not None:
             self.transport.close()
@@ -92,15 +93,39 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def add(self, conn: Connection, on_activity: Callable[[], None]) -> None:
         """Register ``conn``; ``on_activity`` runs after every input so its owner can drain events."""
         self.by_ufrag[conn.local_ufrag] = conn
+        self._ufrags[conn] = {conn.local_ufrag}
         self._addrs[conn] = set()
         if hasattr(conn, "direct_send"):
             conn.direct_send = self._direct_send
         self._listeners[conn] = on_activity
         self._schedule(conn)
 
+    def add_ufrag(self, conn: Connection, ufrag: str) -> None:
+        """An ICE restart gave ``conn`` a new local ufrag: checks naming it reach ``conn`` too."""
+        if conn in self._ufrags:
+            self._ufrags[conn].add(ufrag)
+            self.by_ufrag[ufrag] = conn
+
+    def retire_ufrag(self, conn: Connection, ufrag: str, keep: Addr | None = None) -> None:
+        """After an ICE restart: stop routing ``ufrag`` to ``conn``; with ``keep``, also forget every
+        address of ``conn`` but that one (bounded maps, however many restarts)."""
+        ufrags = self._ufrags.get(conn)
+        if ufrags is None:
+            return
+        ufrags.discard(ufrag)
+        if self.by_ufrag.get(ufrag) is conn:
+            del self.by_ufrag[ufrag]
+        if keep is not None:
+            addrs = self._addrs[conn]
+            for addr in [a for a in addrs if a != keep]:
+                addrs.discard(addr)
+                if self.by_addr.get(addr) is conn:
+                    del self.by_addr[addr]
+
     def remove(self, conn: Connection) -> None:
-        if self.by_ufrag.get(conn.local_ufrag) is conn:
-            del self.by_ufrag[conn.local_ufrag]
+        for ufrag in self._ufrags.pop(conn, {conn.local_ufrag}):
+            if self.by_ufrag.get(ufrag) is conn:
+                del self.by_ufrag[ufrag]
         for addr in self._addrs.pop(conn, ()):
             if self.by_addr.get(addr) is conn:
                 del self.by_addr[addr]
