@@ -4,6 +4,7 @@
  *   const room = await Roomcast.connect(url, token, {iceServers: []});
  *   room.on('participantJoined' | 'participantLeft' | 'track' | 'trackEnded' | 'data' | 'disconnected' | 'error', cb);
  *   room.on('serverShutdown', ({reason, grace}) => ...);   // the server drains: reconnect elsewhere
+ *   room.on('iceRestarted', ({target | peer, reason}) => ...);   // ICE restarted ('manual' | 'failed' | 'disconnected')
  *   await room.publish(mediaStream);
  *   room.sendData('hello', {topic: 'chat'});
  *   room.participants;            // Map identity -> {identity, name, sid, metadata, streams}
@@ -18,6 +19,9 @@
   'use strict';
 
   const PROTOCOL_VERSION = 1;
+  const ICE_DISCONNECTED_GRACE_MS = 2000;  // 'disconnected' this long (not back by itself): restart ICE
+  const ANSWER_TIMEOUT_MS = 15000;
+  const ICE_RESTART_ATTEMPTS = 5;
 
   class RoomcastError extends Error {
     constructor(code, message) {
@@ -111,7 +115,25 @@
         room.emit('track', track, stream, participant);
       };
       pc.onconnectionstatechange = () => room.emit('connectionStateChanged', this.identity, pc.connectionState);
+      // ICE restart (RFC 8445 §9) after 'failed', or 'disconnected' for ~2 s: restartIce() fires
+      // negotiationneeded, and perfect negotiation carries the new credentials either way.
+      this.disconnectedTimer = null;
+      pc.oniceconnectionstatechange = () => {
+        clearTimeout(this.disconnectedTimer);
+        if (pc.iceConnectionState === 'failed') this.restartIce('failed');
+        else if (pc.iceConnectionState === 'disconnected') {
+          this.disconnectedTimer = setTimeout(() => {
+            if (pc.iceConnectionState === 'disconnected') this.restartIce('disconnected');
+          }, ICE_DISCONNECTED_GRACE_MS);
+        }
+      };
       for (const track of room.localTracks) this.addTrack(track);
+    }
+
+    restartIce(reason = 'manual') {
+      if (this.pc.signalingState === 'closed') return;
+      this.pc.restartIce();
+      this.room.emit('iceRestarted', {peer: this.identity, reason});
     }
 
     addTrack(track) {
@@ -154,7 +176,7 @@
       }
     }
 
-    close() { this.pc.close(); }
+    close() { clearTimeout(this.disconnectedTimer); this.pc.close(); }
   }
 
   /**
@@ -170,21 +192,83 @@
         bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require'});
       this.remoteStream = new MediaStream();
       this._answered = null;
+      this._extra = null;               // the fields of the last offer (tracks, subscriptions): a restart repeats them
+      this._chain = Promise.resolve();  // one offer/answer at a time
+      this._restarting = null;
+      this._disconnectedTimer = null;
       this.pc.ontrack = ({track, transceiver}) => {
         this.remoteStream.addTrack(track);
         this.emit('track', track, this.remoteStream, transceiver);
       };
       this.pc.onconnectionstatechange = () => this.emit('connectionStateChanged', this.pc.connectionState);
+      // RFC 8445 §9: a path that failed (or stays disconnected ~2 s, e.g. a network change) is repaired by
+      // an ICE restart; the server keeps DTLS, SRTP and every track, so only ICE starts over.
+      this.pc.oniceconnectionstatechange = () => {
+        const state = this.pc.iceConnectionState;
+        clearTimeout(this._disconnectedTimer);
+        if (state === 'failed') this._autoRestart('failed');
+        else if (state === 'disconnected') {
+          this._disconnectedTimer = setTimeout(() => {
+            if (this.pc.iceConnectionState === 'disconnected') this._autoRestart('disconnected');
+          }, ICE_DISCONNECTED_GRACE_MS);
+        }
+      };
     }
 
     /** Offer, wait for the server's answer, apply it. `extra()` adds fields once mids are known. */
-    async negotiate(extra) {
+    negotiate(extra) {
+      if (extra) this._extra = extra;
+      const run = this._chain.then(() => this._negotiate(false));
+      this._chain = run.catch(() => {});
+      return run;
+    }
+
+    async _negotiate(iceRestart) {
       const answered = new Promise((resolve, reject) => { this._answered = {resolve, reject}; });
-      await this.pc.setLocalDescription(await this.pc.createOffer());
-      const fields = extra ? extra() : {};
-      this.room._send(Object.assign({type: 'offer', sdp: this.pc.localDescription.sdp, to: this.target}, fields));
-      const sdp = await answered;
-      await this.pc.setRemoteDescription({type: 'answer', sdp});
+      await this.pc.setLocalDescription(await this.pc.createOffer({iceRestart}));
+      const fields = this._extra ? this._extra() : {};
+      const timer = setTimeout(() => this._onError(new RoomcastError('answer_timeout', 'no answer from the server')),
+        ANSWER_TIMEOUT_MS);
+      try {
+        if (!this.room._send(Object.assign({type: 'offer', sdp: this.pc.localDescription.sdp, to: this.target}, fields))) {
+          this._onError(new RoomcastError('not_connected', 'the room is not connected'));
+        }
+        const sdp = await answered;
+        await this.pc.setRemoteDescription({type: 'answer', sdp});
+      } catch (err) {
+        if (this.pc.signalingState === 'have-local-offer') await this.pc.setLocalDescription({type: 'rollback'});
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+
+    /**
+     * ICE restart: new ICE credentials offered to the server, which answers with its own new ones on the
+     * same connection. Resolves once the answer is applied; emits 'iceRestarted' on the room.
+     */
+    restartIce(reason = 'manual') {
+      // never negotiated (e.g. a subscriber connection with nothing to receive yet): no ICE to restart
+      if (this.pc.signalingState === 'closed' || !this.pc.currentRemoteDescription) return Promise.resolve();
+      if (this._restarting) return this._restarting;
+      this.pc.restartIce();
+      const run = this._chain.then(() => this._negotiate(true));
+      this._chain = run.catch(() => {});
+      this._restarting = run.then(() => {
+        this.room.emit('iceRestarted', {target: this.target, reason});
+      }).finally(() => { this._restarting = null; });
+      return this._restarting;
+    }
+
+    _autoRestart(reason, attempt = 0) {
+      this.restartIce(reason).catch((err) => {
+        this.room.emit('error', err instanceof RoomcastError ? err : new RoomcastError('ice_restart_failed', String(err)));
+        // e.g. the signaling socket was down too: try again while ICE is still broken
+        const state = this.pc.iceConnectionState;
+        if ((state === 'failed' || state === 'disconnected') && attempt + 1 < ICE_RESTART_ATTEMPTS) {
+          this._disconnectedTimer = setTimeout(() => this._autoRestart(reason, attempt + 1), ICE_DISCONNECTED_GRACE_MS);
+        }
+      });
     }
 
     _onAnswer(sdp) { if (this._answered) this._answered.resolve(sdp); this._answered = null; }
@@ -212,6 +296,7 @@
     }
 
     close() {
+      clearTimeout(this._disconnectedTimer);
       this.pc.close();
       this.room.serverPeers.delete(this.target);
     }
@@ -728,6 +813,16 @@
       }
       for (const peer of this.serverPeers.values()) out.push(...(await peer.getStats()));
       return out;
+    }
+
+    /**
+     * ICE restart on every connection (RFC 8445 §9), e.g. after a network change: new ICE credentials,
+     * same DTLS, tracks and subscriptions. Connections also do this by themselves when ICE fails or stays
+     * disconnected. Resolves once the server connections have their answers; emits 'iceRestarted'.
+     */
+    restartIce() {
+      for (const peer of this.peers.values()) peer.restartIce('manual');
+      return Promise.all(Array.from(this.serverPeers.values()).map((peer) => peer.restartIce('manual')));
     }
 
     /**
