@@ -35,6 +35,7 @@ from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
 from roomcast.app.drain import Drain
 from roomcast.app.media import MediaService, start_media
+from roomcast.runtime.memory import trim_after_departures
 from roomcast.signaling.messages import Error, IceServer
 from roomcast.signaling.rooms import RoomManager
 from roomcast.signaling.session import ResumeRegistry, SessionLimits, SignalingSession
@@ -192,6 +193,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         app.state.media.max_tracks_per_participant = config.max_tracks_per_participant
         app.state.media.consent_timeout = config.consent_timeout
         lag_task = asyncio.create_task(metrics.measure_loop_lag())
+        trim_task = asyncio.create_task(
+            trim_after_departures(lambda: sum(len(r.participants) for r in manager.rooms.values()))
+        )
         drain.attach(asyncio.get_running_loop())
         admin.room_stats = app.state.media.room_stats
         log.info(
@@ -204,6 +208,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
             yield
         finally:
             lag_task.cancel()
+            trim_task.cancel()
             app.state.media.close()
 
     def ice_servers(identity: str) -> list[IceServer]:

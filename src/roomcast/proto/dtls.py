@@ -15,7 +15,9 @@ import datetime
 import hashlib
 import hmac
 import secrets
+import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -218,7 +220,9 @@ class DtlsConnection:
         ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
         # The certificate is checked against the SDP fingerprint *during* the handshake, so a mismatch
         # aborts with a bad_certificate alert before any Finished is sent and the peer fails fast.
-        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._verify)
+        # Through a weak reference: a bound method would make this object, its SSL.Connection and the
+        # Context a reference cycle that only the cyclic GC frees (with every buffer they hold).
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _weak_verify(weakref.ref(self)))
         ctx.use_certificate(certificate.cert)
         ctx.use_privatekey(certificate.key)
         # RFC 5764 §4.1.1: the server picks from the client's list in *its own* order of preference.
@@ -456,3 +460,11 @@ class DtlsConnection:
         self._deadline = self._handshake_deadline = None
         self._flight = []
         self._events.append(DtlsFailed(reason))
+
+
+def _weak_verify(ref: weakref.ref[DtlsConnection]) -> Callable[[SSL.Connection, crypto.X509, int, int, int], bool]:
+    def verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+        owner = ref()
+        return owner is not None and owner._verify(conn, cert, errno, depth, ok)
+
+    return verify

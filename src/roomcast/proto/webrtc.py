@@ -251,6 +251,10 @@ class WebRtcTransport:
             self.counters["close_error"] += 1
         self.closed = True
         self.srtp = None
+        # Owners hook closures that reference themselves (and us) into these: drop them so a closed
+        # transport and what it reaches are freed by reference counting, not left to the cyclic GC.
+        self.on_rtp = self.on_rtcp = _ignore
+        self.direct_send = None
 
     # ------------------------------------------------------------------ internals
 
