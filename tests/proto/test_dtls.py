@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 
 from roomcast.proto.common import Addr
 from roomcast.proto.dtls import (
@@ -427,3 +428,23 @@ def test_key_split_follows_rfc5764_section_4_2(profile: str, key_len: int, salt_
     server = server_key + server_salt
     assert split_keying_material(material, profile, "client") == (client, server)
     assert split_keying_material(material, profile, "server") == (server, client)
+
+
+def test_connections_sharing_a_certificate_each_check_their_own_peer() -> None:
+    """One OpenSSL context serves every connection of a certificate (the server's case): the fingerprint
+    check must still be each connection's own, and no session is cached or resumed between them."""
+    shared = DtlsCertificate.generate()
+    results = []
+    contexts = set()
+    for honest in (True, False, True):
+        net = SimNetwork(seed=7)
+        sees = None if honest else [("sha-256", "AB:" * 31 + "AB")]
+        server, client = pair(server_cert=shared, server_sees=sees)
+        handshake(net, server, client)
+        results.append((state(server), state(client)))
+        context = server.conn._ssl.get_context()
+        assert context.get_session_cache_mode() == SSL.SESS_CACHE_OFF
+        contexts.add(id(context))
+    assert len(contexts) == 1  # really shared
+    assert results[0] == results[2] == ("connected", "connected")
+    assert results[1][0] == "failed"  # the server refused this client's certificate: wrong fingerprint

@@ -16,8 +16,7 @@ import hashlib
 import hmac
 import secrets
 import weakref
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -212,22 +211,10 @@ class DtlsConnection:
         self._flight: list[bytes] = []
         self._new_flight = True
         self._rto = INITIAL_RTO
-        ctx = SSL.Context(SSL.DTLS_METHOD)
-        ctx.set_min_proto_version(DTLS1_2_VERSION)
-        ctx.set_max_proto_version(DTLS1_2_VERSION)
-        # No tickets: every association is a full handshake, so the server always sends the last flight.
-        # NO_QUERY_MTU: a memory BIO has no path MTU; set_ciphertext_mtu below is the one that counts.
-        ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
-        # The certificate is checked against the SDP fingerprint *during* the handshake, so a mismatch
-        # aborts with a bad_certificate alert before any Finished is sent and the peer fails fast.
-        # Through a weak reference: a bound method would make this object, its SSL.Connection and the
-        # Context a reference cycle that only the cyclic GC frees (with every buffer they hold).
-        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _weak_verify(weakref.ref(self)))
-        ctx.use_certificate(certificate.cert)
-        ctx.use_privatekey(certificate.key)
-        # RFC 5764 §4.1.1: the server picks from the client's list in *its own* order of preference.
-        ctx.set_tlsext_use_srtp(":".join(srtp_profiles).encode())
-        self._ssl = SSL.Connection(ctx)
+        self._ssl = SSL.Connection(_context(certificate, srtp_profiles))
+        # The shared context's verify callback finds us here; weakly, or we, the SSL.Connection and our
+        # app data would form a reference cycle that only the cyclic GC frees (with every buffer).
+        self._ssl.set_app_data(weakref.ref(self))
         self._ssl.set_ciphertext_mtu(MTU)
         if role == "server":
             self._ssl.set_accept_state()
@@ -462,9 +449,42 @@ class DtlsConnection:
         self._events.append(DtlsFailed(reason))
 
 
-def _weak_verify(ref: weakref.ref[DtlsConnection]) -> Callable[[SSL.Connection, crypto.X509, int, int, int], bool]:
-    def verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
-        owner = ref()
-        return owner is not None and owner._verify(conn, cert, errno, depth, ok)
+_CONTEXT_CACHE = 64
+_contexts: OrderedDict[tuple[int, tuple[str, ...]], tuple[DtlsCertificate, SSL.Context]] = OrderedDict()
 
-    return verify
+
+def _context(certificate: DtlsCertificate, srtp_profiles: tuple[str, ...]) -> SSL.Context:
+    """One OpenSSL context per certificate and profile list, shared by its connections: a context of
+    its own cost each connection about 44 KiB and a few hundred microseconds. A bounded LRU (the server
+    has one certificate; each SDK room has its own); an entry holds its certificate, so the ``id`` in
+    the key cannot be reused while the entry lives."""
+    key = (id(certificate), srtp_profiles)
+    hit = _contexts.get(key)
+    if hit is not None and hit[0] is certificate:
+        _contexts.move_to_end(key)
+        return hit[1]
+    ctx = SSL.Context(SSL.DTLS_METHOD)
+    ctx.set_min_proto_version(DTLS1_2_VERSION)
+    ctx.set_max_proto_version(DTLS1_2_VERSION)
+    # No tickets and no session cache: every association is a full handshake (the server always sends
+    # the last flight), and a shared context must not collect sessions.
+    # NO_QUERY_MTU: a memory BIO has no path MTU; set_ciphertext_mtu on each connection is what counts.
+    ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    # The certificate is checked against the SDP fingerprint *during* the handshake, so a mismatch
+    # aborts with a bad_certificate alert before any Finished is sent and the peer fails fast.
+    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_owner)
+    ctx.use_certificate(certificate.cert)
+    ctx.use_privatekey(certificate.key)
+    # RFC 5764 §4.1.1: the server picks from the client's list in *its own* order of preference.
+    ctx.set_tlsext_use_srtp(":".join(srtp_profiles).encode())
+    _contexts[key] = (certificate, ctx)
+    if len(_contexts) > _CONTEXT_CACHE:
+        _contexts.popitem(last=False)
+    return ctx
+
+
+def _verify_owner(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+    ref = conn.get_app_data()
+    owner = ref() if isinstance(ref, weakref.ref) else None
+    return isinstance(owner, DtlsConnection) and owner._verify(conn, cert, errno, depth, ok)
