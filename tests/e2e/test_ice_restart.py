@@ -112,12 +112,13 @@ async def test_a_blackhole_long_enough_to_disconnect_ice_restarts_by_itself(
     finally:
         lossy.clear()
     took = await decoding_again(viewer, 15, 15.0)
-    # the offer waited in TCP's backoff; once answered, the server saw the new credentials nominated
-    # (unless the answer came after the SDK's 15 s answer timeout: then the old pair carried on)
+    # The offers waited in TCP's backoff; each restart then ends, answered (the server saw the new
+    # credentials nominated) or failed (e.g. its answer came after the SDK's 15 s answer timeout: then the
+    # old pair carried on). Which of the host's connections restarted depends on timing.
     await host.wait_for_function(
-        "window.restarts.some(r => r.startsWith('$publish:')) || window.errors.includes('answer_timeout')",
-        timeout=25_000,
+        "Array.from(window.room.serverPeers.values()).every(p => !p._restarting)", timeout=45_000
     )
+    assert await host.evaluate("window.restarts.length + window.errors.length") > 0  # the attempt ended
     host_restarts = await host.evaluate("window.restarts")
     print(
         f"\nF4 (automatic): host restarts {host_restarts}, errors {await host.evaluate('window.errors')}; "
