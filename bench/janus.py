@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 
-JANUS_LIBS = Path("/usr/lib/x86_64-linux-gnu/janus")
+JANUS_LIBS = next(  # Debian's multiarch folder: x86_64-linux-gnu, aarch64-linux-gnu, ...
+    (p.parent for p in sorted(Path("/usr/lib").glob("*/janus/plugins"))), Path("/usr/lib/x86_64-linux-gnu/janus")
+)
 KEEP_PLUGINS = {"libjanus_videoroom.so"}
 KEEP_TRANSPORTS = {"libjanus_http.so"}
 
