@@ -60,8 +60,8 @@ async def test_four_participants_each_decode_the_three_others(server: ServerProc
     assert all(p["publisher"] == "connected" and p["subscriber"] == "connected" for p in stats["participants"].values())
     for _ in range(75):  # bitrate needs a full second (and a ramp when the CPU is busy), RTT an SR forwarded
         video = [t for t in room_stats(server, room)["tracks"] if t["kind"] == "video"]  # and an RR back
-        if all(t["rtt_ms"] is not None and t["bitrate"] > 50_000 for t in video):
-            break
+        if all(t["rtt_ms"] is not None and t["rtt_ms"] < 100 and t["bitrate"] > 50_000 for t in video):
+            break  # (an RTT sample can spike while four encoders share two cores; the next RR replaces it)
         await asyncio.sleep(0.2)
     assert all(t["bitrate"] > 50_000 for t in video), video  # the fake camera at 640x360
     assert all(t["rtt_ms"] is not None and t["rtt_ms"] < 100 for t in video), video  # loopback
