@@ -36,9 +36,13 @@ from roomcast.proto.webrtc import (
 from roomcast.sdk.frames import CODECS, Frame, FrameAssembler
 from roomcast.sdk.offer import PAYLOAD_TYPES, VIDEO_CODECS, OfferedTrack, client_offer
 from roomcast.sfu.datachannels import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
+from roomcast.sfu.feedback import RtxRing
+from roomcast.wire import ParseError
+from roomcast.wire.rtcp import Fir, GenericNack, Pli, parse_compound
 from roomcast.wire.sdp import SessionDescription
 
 PacketCallback = Callable[[str, bytes], None]
+RETRANSMIT_HISTORY = 512  # packets per track kept for NACKs: about 3 s of 1.5 Mbps video
 FrameCallback = Callable[[Frame], None]
 
 
@@ -109,7 +113,13 @@ class MediaConnection(asyncio.DatagramProtocol):
 
 
 class Publication:
-    """Tracks we send: :meth:`send` packetizes nothing, it sends one RTP payload as one packet."""
+    """Tracks we send: :meth:`send` packetizes nothing, it sends one RTP payload as one packet.
+
+    The last :data:`RETRANSMIT_HISTORY` packets of each track are kept, and a NACK from the server
+    (RFC 4585 §6.2.1) resends them as they were (same SSRC and sequence number: the SRTP sender allows
+    the repeat, and the server never saw them). Keyframe requests (PLI/FIR) are counted in
+    :attr:`keyframe_requests`: pre-encoded media cannot make one, a live encoder may.
+    """
 
     def __init__(self, conn: MediaConnection, tracks: list[OfferedTrack], video_codec: str = "vp8") -> None:
         self.conn = conn
@@ -117,6 +127,10 @@ class Publication:
         self.video_codec = video_codec
         self.payload_types = {"video": PAYLOAD_TYPES[video_codec], "audio": PAYLOAD_TYPES["opus"]}
         self._seq = {t.kind: secrets.randbelow(0x8000) for t in tracks}
+        self._history = {t.ssrc: RtxRing(RETRANSMIT_HISTORY) for t in tracks}
+        self.retransmitted = 0
+        self.keyframe_requests = 0
+        conn.rtc.on_rtcp = self._on_rtcp
 
     def send(self, kind: str, payload: bytes, timestamp: int, marker: bool = False) -> int:
         track = self.tracks[kind]
@@ -124,8 +138,28 @@ class Publication:
         self._seq[kind] = (seq + 1) & 0xFFFF
         pt = self.payload_types[kind]
         header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq, timestamp & 0xFFFFFFFF, track.ssrc)
-        self.conn.rtc.send_rtp(header + payload)
+        packet = header + payload
+        self._history[track.ssrc].store(seq, packet)
+        self.conn.rtc.send_rtp(packet)
         return seq
+
+    def _on_rtcp(self, data: bytes) -> None:
+        try:
+            packets = parse_compound(data)
+        except ParseError:
+            return
+        for packet in packets:
+            if isinstance(packet, GenericNack):
+                history = self._history.get(packet.media_ssrc)
+                if history is None:
+                    continue
+                for seq in packet.lost:
+                    sent = history.get(seq)
+                    if sent is not None:
+                        self.conn.rtc.send_rtp(sent)
+                        self.retransmitted += 1
+            elif isinstance(packet, Pli | Fir):
+                self.keyframe_requests += 1
 
 
 async def stream_ivf(publication: Publication, path: str, *, loop: bool = True, mtu: int = 1100) -> int:
