@@ -65,7 +65,7 @@ class Metrics:
         rooms = Gauge("roomcast_rooms", "Rooms open on this node", registry=self.registry)
         rooms.set_function(lambda: len(manager.rooms))
         participants = Gauge("roomcast_participants", "Participants connected to this node", registry=self.registry)
-        participants.set_function(lambda: sum(len(r.participants) for r in manager.rooms.values()))
+        participants.set_function(manager.participant_count)
         self.signaling = Counter(
             "roomcast_signaling_events",
             "Signaling events by kind (joined, token_refused, schema_error, rate_limited, ...)",
@@ -193,9 +193,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         app.state.media.max_tracks_per_participant = config.max_tracks_per_participant
         app.state.media.consent_timeout = config.consent_timeout
         lag_task = asyncio.create_task(metrics.measure_loop_lag())
-        trim_task = asyncio.create_task(
-            trim_after_departures(lambda: sum(len(r.participants) for r in manager.rooms.values()))
-        )
+        trim_task = asyncio.create_task(trim_after_departures(manager.participant_count))
         drain.attach(asyncio.get_running_loop())
         admin.room_stats = app.state.media.room_stats
         log.info(

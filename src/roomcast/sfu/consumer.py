@@ -116,16 +116,11 @@ class Consumer:
         if self.send_rewritten is not None:
             self.send_rewritten(pkt, b1, out_seq, out_ts, self.ssrc)
         else:
-            buf = bytearray(pkt)
-            _B1_SEQ_TS_SSRC.pack_into(buf, 1, b1, out_seq, out_ts, self.ssrc)
-            self.send(buf)
+            self.send(self._rewrite(pkt, b1, out_seq, out_ts))
 
-    def _rewrite(self, pkt: bytes | bytearray, out_seq: int, out_ts: int) -> bytearray:
+    def _rewrite(self, pkt: bytes | bytearray, b1: int, out_seq: int, out_ts: int) -> bytearray:
+        """A copy of ``pkt`` as this subscriber receives it (``b1``: marker and mapped payload type)."""
         buf = bytearray(pkt)
-        b1 = buf[1]
-        mapped = self.pt_map.get(b1 & 0x7F)
-        if mapped is not None:
-            b1 = (b1 & 0x80) | mapped
         _B1_SEQ_TS_SSRC.pack_into(buf, 1, b1, out_seq, out_ts, self.ssrc)
         return buf
 
@@ -154,7 +149,11 @@ class Consumer:
             source = self.ring.get(seq)
             if source is None:
                 continue
-            pkt = self._rewrite(source, seq, self.ring.stamp(seq))
+            b1 = source[1]
+            mapped = self.pt_map.get(b1 & 0x7F)
+            if mapped is not None:
+                b1 = (b1 & 0x80) | mapped
+            pkt = self._rewrite(source, b1, seq, self.ring.stamp(seq))
             if self.rtx_ssrc is not None:
                 rtx_pt = self.rtx_pt.get(pkt[1] & 0x7F)
                 if rtx_pt is None:
