@@ -25,8 +25,9 @@ class Sink:
         self.closed.append(code)
 
 
-def tok(identity: str, room: str = "r", **grants: bool) -> AccessToken:
-    return AccessToken("k", identity, identity, Grants(room=room, **grants), 1e12, "jti-" + identity)
+def tok(identity: str, room: str = "r", jti: str | None = None, issued_at: float = 0.0, **grants: bool) -> AccessToken:
+    token_id = "jti-" + identity if jti is None else jti
+    return AccessToken("k", identity, identity, Grants(room=room, **grants), 1e12, token_id, issued_at=issued_at)
 
 
 def test_join_announces_and_leave_cleans_up() -> None:
@@ -68,10 +69,25 @@ def test_kicked_token_cannot_rejoin() -> None:
     rm = RoomManager()
     rm.join(tok("a"), Sink(), 0.0)
     rm.join(tok("b"), Sink(), 0.0)
-    rm.remove_participant("r", "a", expires_at=100.0)
+    rm.remove_participant("r", "a", 0.5, expires_at=100.0)
     with pytest.raises(RoomError) as info:
         rm.join(tok("a"), Sink(), 1.0)
     assert info.value.code == "token_revoked"
+
+
+def test_a_kick_revokes_every_older_token_of_that_identity_in_that_room() -> None:
+    """M4: a token without ``jti``, or another one minted before the kick, used to rejoin at once."""
+    rm = RoomManager()
+    rm.join(tok("a", jti=""), Sink(), 0.0)
+    rm.join(tok("b"), Sink(), 0.0)
+    rm.remove_participant("r", "a", 5.0)
+    for older in (tok("a", jti=""), tok("a", jti="another", issued_at=4.0)):
+        with pytest.raises(RoomError) as info:
+            rm.join(older, Sink(), 6.0)
+        assert info.value.code == "token_revoked"
+    assert rm.is_revoked(tok("a", jti="x", issued_at=4.0), 6.0)
+    assert not rm.is_revoked(tok("a", room="other", jti="x", issued_at=4.0), 6.0)  # only in that room
+    rm.join(tok("a", jti="fresh", issued_at=5.5), Sink(), 6.0)  # re-invited with a token minted after the kick
 
 
 def test_data_needs_grant_and_honours_destinations() -> None:

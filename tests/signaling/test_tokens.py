@@ -4,7 +4,7 @@ import json
 import jwt
 import pytest
 
-from roomcast.signaling.tokens import Grants, TokenError, mint, parse_duration, verify
+from roomcast.signaling.tokens import MAX_TOKEN_LIFETIME, Grants, TokenError, mint, parse_duration, verify
 
 KEYS = {"key1": "a-secret-that-is-long-enough-for-hs256-0123"}
 NOW = 1_800_000_000.0
@@ -67,6 +67,26 @@ def test_bad_tokens_are_refused_with_a_reason(make, code: str) -> None:  # type:
     with pytest.raises(TokenError) as info:
         verify(make(), KEYS, now=NOW)
     assert info.value.code == code
+
+
+@pytest.mark.parametrize("exp", [1e300, NOW + 100 * 365 * 86400, float("nan"), True])
+def test_absurd_expiry_is_refused(exp: float) -> None:
+    """M4: ``exp: 1e300`` (or NaN, or a boolean) was accepted; a token lives at most MAX_TOKEN_LIFETIME."""
+    raw = jwt.encode({"iss": "key1", "sub": "a", "exp": exp}, KEYS["key1"], algorithm="HS256")
+    with pytest.raises(TokenError) as info:
+        verify(raw, KEYS, now=NOW)
+    assert info.value.code == "invalid_token"
+
+
+def test_mint_refuses_a_lifetime_past_the_cap() -> None:
+    with pytest.raises(ValueError):
+        mint("key1", KEYS["key1"], identity="a", grants=Grants(room="r"), now=NOW, ttl=MAX_TOKEN_LIFETIME + 1)
+
+
+def test_issue_time_is_carried_for_revocation() -> None:
+    assert verify(token(), KEYS, now=NOW + 1).issued_at == pytest.approx(NOW, abs=0.01)
+    no_iat = jwt.encode({"iss": "key1", "sub": "a", "exp": NOW + 60}, KEYS["key1"], algorithm="HS256")
+    assert verify(no_iat, KEYS, now=NOW).issued_at == float("-inf")
 
 
 def test_alg_none_is_refused() -> None:

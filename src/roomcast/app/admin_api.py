@@ -198,10 +198,8 @@ class AdminApi:
         room = self._room(request.path_params["room"])
         identity = request.path_params["identity"]
         participant = room.participants.get(identity)
-        expires = None
-        if participant is not None:
-            expires = self.clock() + 7 * 86400  # revocation outlives any sane token TTL
-        self.manager.remove_participant(room.name, identity, expires)
+        expires = participant.token_expires_at if participant is not None else None
+        self.manager.remove_participant(room.name, identity, self.clock(), expires)
         return Response(status_code=204)
 
     async def mint_token(self, request: Request, caller: Caller) -> Response:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from roomcast.signaling.media import PublishedTrack
-from roomcast.signaling.tokens import AccessToken, Grants, validate_room
+from roomcast.signaling.tokens import MAX_TOKEN_LIFETIME, AccessToken, Grants, validate_room
 
 DEFAULT_MAX_PARTICIPANTS = 50
 DEFAULT_MAX_ROOMS = 1000
@@ -101,6 +101,7 @@ class Participant:
     token_id: str
     sink: ParticipantSink
     metadata: str | None = None
+    token_expires_at: float = float("inf")
 
 
 @dataclass(eq=False, slots=True)
@@ -136,7 +137,10 @@ class RoomManager:
         self.max_rooms = max_rooms
         self.default_max_participants = default_max_participants
         self.auto_create = auto_create
-        self._revoked: dict[str, float] = {}  # token id -> expiry: replay after a kick is refused
+        self._revoked: dict[str, float] = {}  # token id -> its exp: replay after a kick is refused
+        # (room, identity) -> time of the kick: every token for them issued before it is refused too (tokens
+        # without a jti, others minted earlier, a token the kicked admin minted for itself).
+        self._kicked: dict[tuple[str, str], float] = {}
 
     def participant_count(self) -> int:
         """Participants in every room of this node (metrics; memory trimming after departures)."""
@@ -182,8 +186,7 @@ class RoomManager:
         room_name = token.grants.room
         if not room_name:
             raise RoomError("missing_grant", "token has no room grant")
-        self._forget_expired(now)
-        if token.token_id and token.token_id in self._revoked:
+        if self.is_revoked(token, now):
             raise RoomError("token_revoked", "this token was revoked when its participant was removed")
         room = self.rooms.get(room_name)
         if room is None:
@@ -208,6 +211,7 @@ class RoomManager:
             token_id=token.token_id,
             sink=sink,
             metadata=token.metadata,
+            token_expires_at=token.expires_at,
         )
         room.participants[participant.identity] = participant
         self._broadcast(room, ParticipantJoinedEvent(participant), participant)
@@ -221,8 +225,17 @@ class RoomManager:
         self._broadcast(room, ParticipantLeftEvent(participant.identity, reason), participant)
         self._drop_if_empty(room)
 
-    def remove_participant(self, room_name: str, identity: str, expires_at: float | None = None) -> None:
-        """Kick a participant (admin); its token cannot be used again."""
+    def is_revoked(self, token: AccessToken, now: float) -> bool:
+        """Was this token (or its identity in its room, for tokens issued before a kick) revoked?"""
+        self._forget_expired(now)
+        if token.token_id and token.token_id in self._revoked:
+            return True
+        kicked_at = self._kicked.get((token.grants.room, token.identity))
+        return kicked_at is not None and token.issued_at <= kicked_at
+
+    def remove_participant(self, room_name: str, identity: str, now: float, expires_at: float | None = None) -> None:
+        """Kick a participant (admin); its token, and every older token of that identity for this room, is refused
+        from now on (until they have all expired: no token lives longer than ``MAX_TOKEN_LIFETIME``)."""
         room = self.rooms.get(room_name)
         if room is None:
             raise RoomError("room_not_found", f"room {room_name!r} does not exist")
@@ -230,7 +243,8 @@ class RoomManager:
         if participant is None:
             raise RoomError("participant_not_found", f"{identity!r} is not in room {room_name!r}")
         if participant.token_id:
-            self._revoked[participant.token_id] = expires_at if expires_at is not None else float("inf")
+            self._revoked[participant.token_id] = expires_at if expires_at is not None else now + MAX_TOKEN_LIFETIME
+        self._kicked[(room_name, identity)] = now
         participant.sink.close("removed", "removed from the room by an administrator")
         self.leave(room, participant, "removed")
 
@@ -265,9 +279,9 @@ class RoomManager:
             participant.sink.deliver(event)
         return target
 
-    def moderate_remove(self, room: Room, moderator: Participant, identity: str) -> None:
-        self._moderated(room, moderator, identity)
-        self.remove_participant(room.name, identity)
+    def moderate_remove(self, room: Room, moderator: Participant, identity: str, now: float) -> None:
+        target = self._moderated(room, moderator, identity)
+        self.remove_participant(room.name, identity, now, target.token_expires_at)
 
     def _moderated(self, room: Room, moderator: Participant, identity: str) -> Participant:
         if not moderator.grants.room_admin:
@@ -314,6 +328,10 @@ class RoomManager:
             for token_id, expiry in list(self._revoked.items()):
                 if expiry < now:
                     del self._revoked[token_id]
+        if len(self._kicked) > 64:
+            for key, kicked_at in list(self._kicked.items()):
+                if kicked_at + MAX_TOKEN_LIFETIME < now:
+                    del self._kicked[key]
 
 
 __all__ = [

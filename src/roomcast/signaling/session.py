@@ -372,7 +372,7 @@ class SignalingSession:
             if self.media is None or self.media.mute_owner(room.name, target.sid, action == "mute") == 0:
                 raise RoomError("nothing_to_mute", f"{target.identity!r} publishes no tracks")
         else:
-            self.manager.moderate_remove(room, moderator, target.identity)
+            self.manager.moderate_remove(room, moderator, target.identity, self.clock())
         self._count("moderation")
 
     def _media_offer(self, room: Room, participant: Participant, offer: m.Offer) -> None:

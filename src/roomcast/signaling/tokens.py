@@ -7,6 +7,7 @@ Only HS256 is accepted, so ``alg: none`` and algorithm-confusion tokens are refu
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import warnings
@@ -22,6 +23,9 @@ from jwt.warnings import InsecureKeyLengthWarning
 warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 DEFAULT_TTL = 6 * 3600.0
+# No token lives longer than this (``exp: 1e300`` or a 100-year admin token is refused): it bounds how long a
+# kick must be remembered, since every token issued before the kick has expired by then.
+MAX_TOKEN_LIFETIME = 30 * 86400.0
 _IDENTITY = re.compile(r"^[A-Za-z0-9_.@:+\-]{1,128}$")
 _ROOM = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -90,6 +94,7 @@ class AccessToken:
     token_id: str
     metadata: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    issued_at: float = float("-inf")  # ``iat`` (else ``nbf``); unknown issue times count as "long ago"
 
 
 def parse_duration(text: str) -> float:
@@ -125,12 +130,15 @@ def mint(
     metadata: str | None = None,
 ) -> str:
     """Sign a token. ``now`` is an argument so tests can mint already-expired tokens."""
+    if not 0 < ttl <= MAX_TOKEN_LIFETIME:
+        raise ValueError(f"token lifetime must be between 0 and {MAX_TOKEN_LIFETIME / 86400:g} days")
     validate_identity(identity)
     if grants.room:
         validate_room(grants.room)
     claims: dict[str, Any] = {
         "iss": api_key,
         "sub": identity,
+        "iat": round(now, 3),
         "nbf": int(now) - 10,
         "exp": int(now + ttl),
         "jti": secrets.token_urlsafe(12),
@@ -163,20 +171,34 @@ def verify(token: str, keys: Mapping[str, str], *, now: float, leeway: float = 5
             token,
             keys[api_key],
             algorithms=["HS256"],
-            options={"require": ["exp", "sub", "iss"], "verify_exp": False, "verify_nbf": False},
+            options={
+                "require": ["exp", "sub", "iss"],
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
         )
     except jwt.InvalidSignatureError:
         raise TokenError("invalid_signature", "token signature does not match the API secret") from None
     except jwt.PyJWTError as exc:
         raise TokenError("invalid_token", f"invalid token: {exc}") from None
     exp = claims["exp"]
-    if not isinstance(exp, int | float):
-        raise TokenError("invalid_token", "claim 'exp' must be a number")
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        raise TokenError("invalid_token", "claim 'exp' must be a finite number")
     if now > exp + leeway:
         raise TokenError("token_expired", "token has expired")
+    if exp > now + MAX_TOKEN_LIFETIME + leeway:
+        days = MAX_TOKEN_LIFETIME / 86400
+        raise TokenError("invalid_token", f"token lifetime over {days:g} days: mint a shorter one")
     nbf = claims.get("nbf")
-    if isinstance(nbf, int | float) and now + leeway < nbf:
+    if isinstance(nbf, bool) or (nbf is not None and not isinstance(nbf, int | float)):
+        raise TokenError("invalid_token", "claim 'nbf' must be a number")
+    if nbf is not None and now + leeway < nbf:
         raise TokenError("token_not_yet_valid", "token is not valid yet")
+    iat = claims.get("iat")
+    if isinstance(iat, bool) or (iat is not None and not isinstance(iat, int | float)):
+        raise TokenError("invalid_token", "claim 'iat' must be a number")
+    issued_at = float(iat) if iat is not None else float(nbf) if nbf is not None else float("-inf")
     identity = claims["sub"]
     if not isinstance(identity, str) or not _IDENTITY.match(identity):
         raise TokenError("invalid_token", "claim 'sub' is not a valid identity")
@@ -193,4 +215,5 @@ def verify(token: str, keys: Mapping[str, str], *, now: float, leeway: float = 5
         expires_at=float(exp),
         token_id=str(claims.get("jti", "")),
         metadata=metadata if isinstance(metadata, str) else None,
+        issued_at=issued_at,
     )
