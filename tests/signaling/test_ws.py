@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.signaling.wsclient import Client, dev_token
+from tests.signaling.wsclient import Client, create_room, dev_token
 from tests.support.server import ServerProcess
 
 
@@ -19,6 +19,7 @@ def room() -> str:
 
 async def test_two_participants_relay_negotiation_and_data(server: ServerProcess) -> None:
     r = room()
+    create_room(server.base, r, mode="p2p")  # SFU rooms (the default) refuse relays: test_signal_relay.py
     alice, joined_a = await Client.joined(server.ws_base, r, "alice")
     assert joined_a["participants"] == [] and joined_a["participant"]["identity"] == "alice"
     bob, joined_b = await Client.joined(server.ws_base, r, "bob")
@@ -51,7 +52,7 @@ async def test_two_participants_relay_negotiation_and_data(server: ServerProcess
         ('{"type": "teleport", "v": 1}', "unknown_type"),
         ('{"type": "offer", "v": 1}', "invalid_message"),
         ('{"type": "ping", "v": 9}', "unsupported_version"),
-        ('{"type": "offer", "v": 1, "sdp": "v=0", "to": "nobody"}', "unknown_participant"),
+        ('{"type": "offer", "v": 1, "sdp": "v=0", "to": "nobody"}', "wrong_mode"),  # an SFU room: no relays
     ],
 )
 async def test_bad_messages_get_typed_errors_and_socket_survives(server: ServerProcess, raw: str, code: str) -> None:
@@ -129,6 +130,7 @@ async def test_messages_before_join_are_refused(server: ServerProcess) -> None:
 
 async def test_subscriber_only_token_cannot_send_tracks(server: ServerProcess) -> None:
     r = room()
+    create_room(server.base, r, mode="p2p")
     viewer, _ = await Client.joined(server.ws_base, r, "viewer", can_publish=False, can_publish_data=False)
     host, _ = await Client.joined(server.ws_base, r, "host")
     await viewer.send({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP 96\r\na=msid:s t\r\n"})

@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -69,3 +70,9 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+def create_room(base: str, name: str, **fields: Any) -> None:
+    """Create ``name`` through the admin API (dev credentials), e.g. ``mode="p2p"``."""
+    res = httpx.post(f"{base}/api/rooms", json={"name": name, **fields}, auth=(DEV_KEY, DEV_SECRET))
+    assert res.status_code == 201, res.text

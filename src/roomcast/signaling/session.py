@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from roomcast.signaling import messages as m
 from roomcast.signaling.media import SERVER_TARGETS, MediaBackend, MediaError, OfferContext, PublishedTrack
+from roomcast.signaling.relay import check_relay
 from roomcast.signaling.rooms import (
     DataEvent,
     Participant,
@@ -338,12 +339,12 @@ class SignalingSession:
         elif isinstance(message, m.IceCandidate) and message.to in SERVER_TARGETS:
             return  # the server is ICE-lite: its answer carries its candidates, it needs none of ours
         elif isinstance(message, m.Offer | m.Answer):
-            if not participant.grants.can_publish and "\na=msid:" in message.sdp:
-                raise RoomError("permission_denied", "token lacks the canPublish grant: SDP may not send tracks")
+            check_relay(room.mode, participant.grants, message.sdp)
             kind: Literal["offer", "answer"] = "offer" if isinstance(message, m.Offer) else "answer"
             signal = SignalEvent(kind, participant.identity, sdp=message.sdp)
             self.manager.relay_signal(room, participant, message.to, signal)
         elif isinstance(message, m.IceCandidate):
+            check_relay(room.mode, participant.grants, None)
             signal = SignalEvent(
                 "ice_candidate",
                 participant.identity,
