@@ -3,12 +3,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from roomcast.signaling.rooms import (
+    DataAuthorizer,
     DataEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     RoomError,
     RoomEvent,
     RoomManager,
+    client_key,
 )
 from roomcast.signaling.tokens import AccessToken, Grants
 
@@ -119,3 +121,44 @@ def test_room_limit() -> None:
     with pytest.raises(RoomError) as info:
         rm.join(tok("a", room="y"), Sink(), 0.0)
     assert info.value.code == "too_many_rooms"
+
+
+def test_client_key_counts_ipv6_by_its_64() -> None:
+    assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+
+
+def test_auto_created_rooms_are_capped_per_client_and_freed_when_empty() -> None:
+    """Low: one client on 5 addresses held all 1,000 rooms; auto-created rooms now count against the creator."""
+    rm = RoomManager(max_auto_rooms_per_client=2)
+    joined = [rm.join(tok("a", room=f"r{i}"), Sink(), 0.0, client="c1") for i in range(2)]
+    with pytest.raises(RoomError) as info:
+        rm.join(tok("a", room="r2"), Sink(), 0.0, client="c1")
+    assert info.value.code == "too_many_rooms"
+    rm.join(tok("a", room="r2"), Sink(), 0.0, client="c2")  # another client is not affected
+    rm.join(tok("b", room="r0"), Sink(), 0.0, client="c1")  # joining an existing room costs nothing
+    room, participant = joined[1]
+    rm.leave(room, participant)  # r1 empties and goes: its creator may make another
+    rm.join(tok("a", room="r3"), Sink(), 0.0, client="c1")
+
+
+def test_socket_data_goes_through_the_rooms_data_rules() -> None:
+    calls: list[tuple[str, str | None, bool]] = []
+
+    def rules() -> DataAuthorizer:
+        def authorize(identity: str, topic: str | None, admin: bool, now: float) -> tuple[str, str] | None:
+            calls.append((identity, topic, admin))
+            return ("permission_denied", "no") if topic == "control" else None
+
+        return authorize
+
+    rm = RoomManager(data_rules=rules)
+    room, pa = rm.join(tok("a"), Sink(), 0.0)
+    rm.join(tok("b"), Sink(), 0.0)
+    assert rm.send_data(room, pa, None, DataEvent("a", "x", "chat", False, 1.0)) == 1
+    with pytest.raises(RoomError) as info:
+        rm.send_data(room, pa, None, DataEvent("a", "x", "control", False, 1.0))
+    assert info.value.code == "permission_denied"
+    assert calls == [("a", "chat", False), ("a", "control", False)]

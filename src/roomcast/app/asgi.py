@@ -35,6 +35,7 @@ from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
 from roomcast.app.drain import Drain
 from roomcast.app.media import MediaService, start_media
+from roomcast.apps.rules import DataRules
 from roomcast.runtime.memory import trim_after_departures
 from roomcast.signaling.messages import Error, IceServer
 from roomcast.signaling.rooms import RoomManager
@@ -173,6 +174,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         default_max_participants=config.max_participants,
         auto_create=config.auto_create_rooms,
         default_mode="sfu" if config.default_room_mode == "sfu" else "p2p",
+        data_rules=DataRules,
     )
     metrics = Metrics(manager)
     admin = AdminApi(config, manager, clock)

@@ -6,6 +6,7 @@ rooms ``$publish`` / ``$subscribe``, routed by one :class:`~roomcast.sfu.router.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -72,6 +73,8 @@ class _Owned:
     room: str
     echo: EchoSession | None = None
     connected: bool = False
+    last_offer: tuple[str, OfferContext] | None = None  # an identical re-offer gets the same answer, no work
+    last_answer: str = ""
 
 
 @dataclass
@@ -90,6 +93,8 @@ class MediaService:
     max_publishers: int = 0  # per room; 0 = no limit
     max_tracks_per_participant: int = 8
     consent_timeout: float = 30.0  # RFC 7675 §5.1: a peer silent this long is gone (its tracks end)
+    tracks_debounce: float = 0.05
+    _tracks_pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
     @property
     def candidate_port(self) -> int:
@@ -101,6 +106,16 @@ class MediaService:
         mode = _MODES.get(target)
         if mode is None:
             raise MediaError("unknown_endpoint", f"no server endpoint {target!r}")
+        previous = self.owners.get(owner, {}).get(target)
+        if previous is not None and not previous.transport.closed and previous.last_offer == (sdp, context):
+            return previous.last_answer  # issue 12 H1: re-offering the same SDP costs a comparison, not a parse
+        answer = self._handle_offer(owner, target, mode, sdp, context)
+        current = self.owners.get(owner, {}).get(target)
+        if current is not None:
+            current.last_offer, current.last_answer = (sdp, context), answer
+        return answer
+
+    def _handle_offer(self, owner: str, target: str, mode: Mode, sdp: str, context: OfferContext) -> str:
         try:
             offer = SessionDescription.parse(sdp)
         except ParseError as exc:
@@ -126,9 +141,12 @@ class MediaService:
         media = router.participant(owner, context.identity) if router is not None else None
         send_tracks: dict[str, SendTrack] = {}
         if router is not None and mode == "subscribe":
+            wanted: set[str] = set()
             for mid, sid in context.subscriptions.items():
                 producer = router.producers.get(sid)
-                if producer is not None and producer.owner != owner:
+                # one consumer per producer: 64 m-lines naming one track get it once, the rest stay inactive
+                if producer is not None and producer.owner != owner and sid not in wanted:
+                    wanted.add(sid)
                     send_tracks[mid] = SendTrack(producer.identity, producer.sid)
         params = AnswerParams(
             ice_ufrag=ufrag,
@@ -323,7 +341,21 @@ class MediaService:
     # ------------------------------------------------------------------ internals
 
     def _tracks_changed(self, router: Router) -> None:
-        self.on_tracks_changed(router.room, self.room_tracks(router.room))
+        """Tell the room its tracks changed, at most once per ``tracks_debounce`` seconds: a burst of publishes
+        (a join storm, or one client looping publish/leave) becomes one full list, not one list per change."""
+        room = router.room
+        if room in self._tracks_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.on_tracks_changed(room, self.room_tracks(room))
+            return
+        self._tracks_pending[room] = loop.call_later(self.tracks_debounce, self._announce_tracks, room)
+
+    def _announce_tracks(self, room: str) -> None:
+        self._tracks_pending.pop(room, None)
+        self.on_tracks_changed(room, self.room_tracks(room))
 
     def close_endpoint(self, owner: str, target: str) -> None:
         owned = self.owners.get(owner, {}).pop(target, None)
@@ -391,6 +423,9 @@ class MediaService:
         return sum(len(v) for v in self.owners.values())
 
     def close(self) -> None:
+        for handle in self._tracks_pending.values():
+            handle.cancel()
+        self._tracks_pending.clear()
         for owner in list(self.owners):
             self.close_owner(owner)
         self.endpoint.close()

@@ -8,8 +8,10 @@ blocks: sinks must queue, not wait.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -18,6 +20,25 @@ from roomcast.signaling.tokens import MAX_TOKEN_LIFETIME, AccessToken, Grants, v
 
 DEFAULT_MAX_PARTICIPANTS = 50
 DEFAULT_MAX_ROOMS = 1000
+DEFAULT_MAX_AUTO_ROOMS_PER_CLIENT = 100  # rooms one client (an IPv4 address, an IPv6 /64) may bring into being
+
+# (identity, topic, room_admin, now) -> None, or (error code, reason): the apps' data rules (apps/rules.py),
+# applied by the room to data sent on any path (the signaling socket here, data channels in the SFU).
+DataAuthorizer = Callable[[str, str | None, bool, float], tuple[str, str] | None]
+
+
+def client_key(host: str) -> str:
+    """What per-client quotas count: the IPv4 address, or the IPv6 /64 (one subscriber's prefix; counting
+    single IPv6 addresses would let one host take as many as it likes)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class RoomError(Exception):
@@ -113,6 +134,8 @@ class Room:
     auto_created: bool
     mode: Literal["p2p", "sfu"] = "p2p"
     participants: dict[str, Participant] = field(default_factory=dict)
+    created_by: str = ""  # client key of an auto-created room (per-client room quota)
+    data_rules: DataAuthorizer | None = None
 
     def visible(self) -> Iterator[Participant]:
         return (p for p in self.participants.values() if not p.grants.hidden)
@@ -131,8 +154,13 @@ class RoomManager:
         default_max_participants: int = DEFAULT_MAX_PARTICIPANTS,
         auto_create: bool = True,
         default_mode: Literal["p2p", "sfu"] = "sfu",
+        max_auto_rooms_per_client: int = DEFAULT_MAX_AUTO_ROOMS_PER_CLIENT,
+        data_rules: Callable[[], DataAuthorizer] | None = None,
     ) -> None:
         self.default_mode: Literal["p2p", "sfu"] = default_mode
+        self.max_auto_rooms_per_client = max_auto_rooms_per_client
+        self._data_rules = data_rules
+        self._auto_rooms: Counter[str] = Counter()  # client key -> auto-created rooms that still exist
         self.rooms: dict[str, Room] = {}
         self.max_rooms = max_rooms
         self.default_max_participants = default_max_participants
@@ -169,6 +197,8 @@ class RoomManager:
         if limit < 1:
             raise RoomError("invalid_room", "max_participants must be at least 1")
         room = Room(name, "RM_" + secrets.token_hex(6), now, limit, auto, mode or self.default_mode)
+        if self._data_rules is not None:
+            room.data_rules = self._data_rules()
         self.rooms[name] = room
         return room
 
@@ -176,13 +206,15 @@ class RoomManager:
         room = self.rooms.pop(name, None)
         if room is None:
             raise RoomError("room_not_found", f"room {name!r} does not exist")
+        self._forget_room(room)
         for participant in list(room.participants.values()):
             participant.sink.close(reason, f"room {name!r} was deleted")
         room.participants.clear()
 
     # ------------------------------------------------------------------ participants
 
-    def join(self, token: AccessToken, sink: ParticipantSink, now: float) -> tuple[Room, Participant]:
+    def join(self, token: AccessToken, sink: ParticipantSink, now: float, client: str = "") -> tuple[Room, Participant]:
+        """``client`` (see :func:`client_key`) is charged for a room this join creates."""
         room_name = token.grants.room
         if not room_name:
             raise RoomError("missing_grant", "token has no room grant")
@@ -192,7 +224,13 @@ class RoomManager:
         if room is None:
             if not self.auto_create:
                 raise RoomError("room_not_found", f"room {room_name!r} does not exist")
+            quota = self.max_auto_rooms_per_client
+            if client and quota and self._auto_rooms[client] >= quota:
+                raise RoomError("too_many_rooms", f"your address already holds {quota} rooms")
             room = self.create_room(room_name, now, auto=True)
+            if client:
+                room.created_by = client
+                self._auto_rooms[client] += 1
         previous = room.participants.get(token.identity)
         if previous is None and len(room.participants) >= room.max_participants:
             self._drop_if_empty(room)
@@ -262,6 +300,10 @@ class RoomManager:
         """Deliver a data message; returns how many participants it reached."""
         if not sender.grants.can_publish_data:
             raise RoomError("permission_denied", "token lacks the canPublishData grant")
+        if room.data_rules is not None:
+            refusal = room.data_rules(sender.identity, event.topic, sender.grants.room_admin, event.ts)
+            if refusal is not None:
+                raise RoomError(*refusal)
         receivers = [p for p in room.others(sender.identity) if p.grants.can_subscribe]
         if to is not None:
             wanted = set(to)
@@ -322,6 +364,14 @@ class RoomManager:
     def _drop_if_empty(self, room: Room) -> None:
         if room.auto_created and not room.participants and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
+            self._forget_room(room)
+
+    def _forget_room(self, room: Room) -> None:
+        if room.created_by:
+            self._auto_rooms[room.created_by] -= 1
+            if self._auto_rooms[room.created_by] <= 0:
+                del self._auto_rooms[room.created_by]
+            room.created_by = ""
 
     def _forget_expired(self, now: float) -> None:
         if len(self._revoked) > 64:
@@ -335,6 +385,7 @@ class RoomManager:
 
 
 __all__ = [
+    "DataAuthorizer",
     "DataEvent",
     "Grants",
     "Participant",
@@ -348,4 +399,5 @@ __all__ = [
     "RoomManager",
     "SignalEvent",
     "TracksEvent",
+    "client_key",
 ]

@@ -34,6 +34,7 @@ from roomcast.signaling.rooms import (
     RoomManager,
     SignalEvent,
     TracksEvent,
+    client_key,
 )
 from roomcast.signaling.tokens import AccessToken, TokenError, verify
 
@@ -51,26 +52,68 @@ class SessionLimits:
     burst: float = 100.0
     max_rate_violations: int = 50
     outbox_size: int = 512
+    # Offers to server endpoints cost CPU by their m-lines (SDP parse, negotiation, routing): a budget in
+    # m-lines per second, with a burst; an offer over budget waits (at most ``offer_max_wait``) instead of
+    # being refused, so a legitimate client re-offering during a join storm is only slowed down.
+    offer_mlines_per_second: float = 100.0
+    offer_burst: float = 400.0
+    offer_base_cost: float = 4.0
+    offer_max_wait: float = 3.0
+
+
+class _Latest:
+    """An outbox entry that a newer message of the same kind replaces (a full state, e.g. the room's tracks)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 class _Outbox:
-    """Bounded per-socket queue of encoded messages; overflowing it closes the session."""
+    """Bounded per-socket queue of encoded messages; overflowing it closes the session. Full-state messages
+    (``push_latest``) are coalesced: a slow reader gets the newest one only, never a backlog of stale lists."""
 
     def __init__(self, size: int) -> None:
-        self.items: deque[str] = deque()
+        self.items: deque[str | _Latest] = deque()
         self.size = size
         self.wakeup = asyncio.Event()
         self.close_with: tuple[int, str] | None = None
+        self._latest: dict[str, _Latest] = {}
 
     def push(self, text: str) -> None:
         if self.close_with is not None:
             return
         if len(self.items) >= self.size:
             self.items.clear()
+            self._latest.clear()
             self.close(CLOSE_POLICY, "slow_consumer")
             return
         self.items.append(text)
         self.wakeup.set()
+
+    def push_latest(self, kind: str, text: str) -> None:
+        """Queue ``text``, dropping the still-unsent message of the same ``kind`` (this one supersedes it);
+        it takes the newer position, so its order relative to other messages is kept."""
+        if self.close_with is not None:
+            return
+        old = self._latest.pop(kind, None)
+        if old is not None:
+            with contextlib.suppress(ValueError):
+                self.items.remove(old)
+        entry = _Latest(text)
+        self._latest[kind] = entry
+        self.items.append(entry)
+        self.wakeup.set()
+
+    def pop(self) -> str:
+        item = self.items.popleft()
+        if isinstance(item, str):
+            return item
+        for kind, entry in list(self._latest.items()):
+            if entry is item:
+                del self._latest[kind]
+        return item.text
 
     def close(self, code: int, reason: str) -> None:
         if self.close_with is None:
@@ -138,6 +181,9 @@ class _Sink:
             grants = event.participant.grants
             self.outbox.push(m.encode_text(m.Permissions(can_publish=grants.can_publish, by=event.by)))
             return
+        if isinstance(event, TracksEvent):
+            self.outbox.push_latest("tracks", m.encode_text(event_message(event)))
+            return
         self.outbox.push(m.encode_text(event_message(event)))
 
     def close(self, code: str, reason: str) -> None:
@@ -153,6 +199,22 @@ class _Parked:
     expiry: asyncio.TimerHandle | None = None
 
 
+class _ParkedSink:
+    """The room's view of a parked participant: events are dropped (a resume sends the current state), and
+    when the room closes it (same identity joined again, kick, room deleted) its media closes at once, so a
+    join → publish → drop loop cannot pile up parked tracks and transports (issue 12 H2)."""
+
+    def __init__(self, registry: ResumeRegistry, token: str) -> None:
+        self.registry = registry
+        self.token = token
+
+    def deliver(self, event: RoomEvent) -> None:
+        pass
+
+    def close(self, code: str, reason: str) -> None:
+        self.registry.evict(self.token)
+
+
 class ResumeRegistry:
     """Participants whose socket dropped, kept (with their media) for ``window`` seconds (DESIGN:
     reconnection). A new socket with the same identity and the resume token takes the participant back."""
@@ -165,26 +227,45 @@ class ResumeRegistry:
     def park(self, token: str, room: Room, participant: Participant, media: MediaBackend | None) -> None:
         parked = _Parked(room, participant, media)
         parked.expiry = asyncio.get_running_loop().call_later(self.window, self._expire, token)
+        participant.sink = _ParkedSink(self, token)
         self.parked[token] = parked
 
-    def take(self, token: str, identity: str) -> _Parked | None:
-        parked = self.parked.get(token)
-        if parked is None or parked.participant.identity != identity:
+    def take(self, resume_token: str, token: AccessToken, now: float) -> _Parked | None:
+        """The parked participant for ``resume_token``, if ``token`` may take it back: same identity, same room
+        (a resume token stolen from room A with a room-B token is refused), and not revoked since."""
+        parked = self.parked.get(resume_token)
+        if parked is None or parked.participant.identity != token.identity:
             return None
-        del self.parked[token]
+        if parked.room.name != token.grants.room or self.manager.is_revoked(token, now):
+            return None
+        del self.parked[resume_token]
         if parked.expiry is not None:
             parked.expiry.cancel()
         if not self.manager.is_current(parked.room, parked.participant):
+            self._close_media(parked)
             return None
         return parked
+
+    def evict(self, token: str) -> None:
+        """The room let go of a parked participant: free its media now (the room announces the departure)."""
+        parked = self.parked.pop(token, None)
+        if parked is None:
+            return
+        if parked.expiry is not None:
+            parked.expiry.cancel()
+        self._close_media(parked)
 
     def _expire(self, token: str) -> None:
         parked = self.parked.pop(token, None)
         if parked is None:
             return
+        self._close_media(parked)
+        self.manager.leave(parked.room, parked.participant, "disconnected")
+
+    @staticmethod
+    def _close_media(parked: _Parked) -> None:
         if parked.media is not None:
             parked.media.close_owner(parked.participant.sid)
-        self.manager.leave(parked.room, parked.participant, "disconnected")
 
 
 class SignalingSession:
@@ -222,6 +303,9 @@ class SignalingSession:
         self._last_refill = 0.0
         self._violations = 0
         self._count = on_event or (lambda _name: None)
+        self._offer_budget = self.limits.offer_burst
+        self._offer_refill = 0.0
+        self._waiting_offers: dict[str, asyncio.TimerHandle] = {}  # target -> an offer over budget, waiting
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -238,6 +322,9 @@ class SignalingSession:
             else:
                 await self._read_loop()
         finally:
+            for waiting in self._waiting_offers.values():
+                waiting.cancel()
+            self._waiting_offers.clear()
             if not self._park():
                 self._leave(self._leave_reason)
             self.outbox.close(CLOSE_NORMAL, "bye")
@@ -247,13 +334,19 @@ class SignalingSession:
                 writer.cancel()
 
     async def _read_loop(self) -> None:
-        deadline = self.clock() + self.limits.join_timeout
+        join_deadline = self.clock() + self.limits.join_timeout
+        assert self.token is not None
         while self.outbox.close_with is None:
-            timeout = None if self.participant else max(0.0, deadline - self.clock())
+            # before the join: the handshake timeout; after it: the token's expiry (a session ends with its token)
+            deadline = join_deadline if self.participant is None else self.token.expires_at
             try:
-                frame = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
+                frame = await asyncio.wait_for(self.ws.receive(), timeout=max(0.0, deadline - self.clock()))
             except TimeoutError:
-                self._fatal("join_timeout", "no join message within the handshake timeout", CLOSE_POLICY)
+                if self.participant is None:
+                    self._fatal("join_timeout", "no join message within the handshake timeout", CLOSE_POLICY)
+                else:
+                    self._count("token_expired")
+                    self._fatal("token_expired", "access token expired; reconnect with a new token", CLOSE_POLICY)
                 return
             except WebSocketDisconnect as exc:
                 self._disconnect_code = exc.code
@@ -274,7 +367,7 @@ class SignalingSession:
                 await outbox.wakeup.wait()
                 outbox.wakeup.clear()
                 while outbox.items:
-                    await self.ws.send_text(outbox.items.popleft())
+                    await self.ws.send_text(outbox.pop())
                 if outbox.close_with is not None:
                     code, reason = outbox.close_with
                     if self.ws.application_state == WebSocketState.CONNECTED:
@@ -355,7 +448,7 @@ class SignalingSession:
             self.manager.relay_signal(room, participant, message.to, signal)
         elif isinstance(message, m.SendData):
             data = DataEvent(participant.identity, message.payload, message.topic, message.binary, now)
-            self.manager.send_data(room, participant, message.to, data)
+            self.manager.send_data(room, participant, message.to, data)  # the room's data rules apply
 
     def _moderate(self, room: Room, moderator: Participant, message: m.Moderate) -> None:
         """Room-admin actions, all checked on the server (classroom, live stage): never trusted from a client."""
@@ -377,6 +470,52 @@ class SignalingSession:
         self._count("moderation")
 
     def _media_offer(self, room: Room, participant: Participant, offer: m.Offer) -> None:
+        """Charge the offer budget (m-lines per second), then negotiate now or once the budget allows."""
+        target = offer.to or ""
+        if target in self._waiting_offers:
+            self._count("offer_rate_limited")
+            self._send(m.Error(code="rate_limited", message="an offer to this endpoint is already waiting", ref=target))
+            return
+        delay = self._charge_offer(offer.sdp)
+        if delay is None:
+            self._count("offer_rate_limited")
+            self._send(
+                m.Error(code="rate_limited", message="too many or too large offers; wait and offer again", ref=target)
+            )
+            return
+        if delay <= 0:
+            self._negotiate(room, participant, offer)
+            return
+        self._count("offer_delayed")
+        self._waiting_offers[target] = asyncio.get_running_loop().call_later(
+            delay, self._negotiate_later, room, participant, offer
+        )
+
+    def _charge_offer(self, sdp: str) -> float | None:
+        """Take an offer's cost from the budget: seconds to wait before negotiating, or None if over budget
+        for longer than ``offer_max_wait`` (then nothing is charged)."""
+        limits = self.limits
+        now = self.clock()
+        rate = limits.offer_mlines_per_second
+        self._offer_budget = min(limits.offer_burst, self._offer_budget + (now - self._offer_refill) * rate)
+        self._offer_refill = now
+        cost = limits.offer_base_cost + sdp.count("\nm=")
+        if self._offer_budget - cost < -rate * limits.offer_max_wait:
+            return None
+        self._offer_budget -= cost
+        return -self._offer_budget / rate if self._offer_budget < 0 else 0.0
+
+    def _negotiate_later(self, room: Room, participant: Participant, offer: m.Offer) -> None:
+        self._waiting_offers.pop(offer.to or "", None)
+        if self.outbox.close_with is not None or not self.manager.is_current(room, participant):
+            return
+        try:
+            self._negotiate(room, participant, offer)
+        except RoomError as exc:
+            self._count("room_error")
+            self._send(m.Error(code=exc.code, message=exc.message, ref=offer.to))
+
+    def _negotiate(self, room: Room, participant: Participant, offer: m.Offer) -> None:
         target = offer.to or ""
         if self.media is None:
             self._send(m.Error(code="media_unavailable", message="this server has no media endpoint", ref=target))
@@ -414,7 +553,7 @@ class SignalingSession:
                 CLOSE_POLICY,
             )
             return
-        parked = self.resume.take(message.resume, token.identity) if self.resume and message.resume else None
+        parked = self.resume.take(message.resume, token, now) if self.resume and message.resume else None
         if message.resume and parked is None:
             self._count("resume_refused")
             self._fatal("resume_failed", "nothing to resume (window over or wrong token): join again", CLOSE_POLICY)
@@ -424,7 +563,8 @@ class SignalingSession:
                 room, participant = parked.room, parked.participant
                 participant.sink = self.sink
             else:
-                room, participant = self.manager.join(token, self.sink, now)
+                host = self.ws.client.host if self.ws.client else ""
+                room, participant = self.manager.join(token, self.sink, now, client_key(host) if host else "")
         except RoomError as exc:
             self._count("join_refused")
             self._fatal(exc.code, exc.message, CLOSE_POLICY)
