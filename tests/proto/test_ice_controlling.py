@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from roomcast.proto.ice_controlling import IceControllingAgent
-from roomcast.wire.stun import CLASS_SUCCESS, StunMessage, binding_request, check_integrity
+from roomcast.proto.ice_controlling import IceControllingAgent, IceFailed
+from roomcast.wire.stun import CLASS_SUCCESS, StunMessage, binding_error, binding_request, check_integrity
 
 PEER = ("127.0.0.2", 4000)
 US = ("127.0.0.1", 5000)
@@ -43,3 +43,18 @@ def test_checks_with_a_wrong_username_or_password_get_no_answer() -> None:
     a.handle_stun(check("ours:theirs", "not-our-password-00000"), US, 0.1)
     assert a.poll_transmit() is None
     assert a.counters["unknown_request"] == 1 and a.counters["bad_integrity"] == 1
+
+
+def test_an_error_response_counts_only_with_integrity() -> None:
+    """RFC 8489 §9.1.4 (issue 12 M1, the client side): anyone who saw a transaction id could otherwise
+    end the session with one unsigned 487."""
+    a = IceControllingAgent("ours", "our-password-0123456789", "theirs", "their-password-012345", PEER)
+    a.start(0.0)
+    sent = a.poll_transmit()
+    assert sent is not None
+    request = StunMessage.parse(sent.data)
+    a.handle_stun(binding_error(request, 487, "Role Conflict"), PEER, 0.05)
+    a.handle_stun(binding_error(request, 487, "Role Conflict", "not-their-password-0"), PEER, 0.05)
+    assert (a.failed, a.poll_event(), a.counters["bad_integrity_response"]) == (False, None, 2)
+    a.handle_stun(binding_error(request, 487, "Role Conflict", "their-password-012345"), PEER, 0.06)
+    assert a.failed and isinstance(a.poll_event(), IceFailed)

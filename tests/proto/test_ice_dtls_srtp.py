@@ -9,7 +9,7 @@ import pytest
 
 from roomcast.proto.common import Addr, Transmit
 from roomcast.proto.dtls import DtlsCertificate, DtlsConnection, DtlsFailed, HandshakeComplete, split_keying_material
-from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, Selected
+from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, Selected, Validated
 from roomcast.proto.srtp import SrtpContext, SrtpError
 from roomcast.wire.stun import StunMessage, binding_request, check_integrity
 from tests.support.simnet import SimNetwork
@@ -149,6 +149,7 @@ def test_ice_lite_answers_nominates_and_expires_consent() -> None:
     response = check(agent, CLIENT, 0.0)
     assert response is not None and check_integrity(response, b"serverpassword1234567890")
     assert StunMessage.parse(response).xor_mapped_address() == CLIENT
+    assert agent.poll_event() == Validated(CLIENT)  # a success, so the address is proven
     assert agent.poll_event() is None and agent.selected is None
     check(agent, CLIENT, 1.0, use=True)
     assert agent.poll_event() == Selected(CLIENT)
@@ -176,4 +177,9 @@ def test_ice_lite_follows_a_new_nomination() -> None:
     check(agent, CLIENT, 0.0, use=True)
     moved: Addr = ("10.0.0.3", 40000)
     check(agent, moved, 1.0, use=True)
-    assert [agent.poll_event(), agent.poll_event()] == [Selected(CLIENT), Selected(moved)]
+    assert [agent.poll_event() for _ in range(4)] == [
+        Validated(CLIENT),
+        Selected(CLIENT),
+        Validated(moved),
+        Selected(moved),
+    ]

@@ -9,7 +9,7 @@ import struct
 
 from roomcast.proto.common import Addr
 from roomcast.proto.dtls import DtlsCertificate
-from roomcast.proto.ice_lite import IceLiteAgent, RestartCompleted, Selected
+from roomcast.proto.ice_lite import IceLiteAgent, RestartCompleted, Selected, Validated
 from roomcast.proto.webrtc import TransportConnected, TransportIceRestarted, WebRtcTransport
 from roomcast.runtime.udp import UdpEndpoint
 from roomcast.wire.stun import binding_request, check_integrity
@@ -38,7 +38,7 @@ def events(agent: IceLiteAgent) -> list[object]:
 def test_restart_accepts_old_until_new_credentials_are_nominated_then_only_new() -> None:
     agent = IceLiteAgent("srv", OLD_PWD, "cli", "clientpwd")
     check(agent, "srv:cli", OLD_PWD, CLIENT, 0.0, use=True)
-    assert events(agent) == [Selected(CLIENT)]
+    assert events(agent) == [Validated(CLIENT), Selected(CLIENT)]
     assert agent.restart("srv2", NEW_PWD, "cli2", "clientpwd2") is None
     assert agent.restarting
     # before the peer nominates with the new credentials, the pair in use keeps working (media flows on)
@@ -47,7 +47,7 @@ def test_restart_accepts_old_until_new_credentials_are_nominated_then_only_new()
     # the new credentials are answered, signed with the new password
     new = check(agent, "srv2:cli2", NEW_PWD, MOVED, 2.0)
     assert new is not None and check_integrity(new, NEW_PWD.encode())
-    assert events(agent) == [] and agent.restarting  # a check without USE-CANDIDATE completes nothing
+    assert events(agent) == [Validated(MOVED)] and agent.restarting  # no USE-CANDIDATE: completes nothing
     check(agent, "srv2:cli2", NEW_PWD, MOVED, 2.1, use=True)
     assert events(agent) == [Selected(MOVED), RestartCompleted("srv", MOVED)]
     assert not agent.restarting and agent.selected == MOVED
@@ -94,7 +94,8 @@ def pump(a: WebRtcTransport, a_addr: Addr, b: WebRtcTransport, b_addr: Addr, now
                 dst.handle_datagram(item.data, src_addr, now)
 
 
-def connected_pair() -> tuple[WebRtcTransport, WebRtcTransport]:
+def transport_pair() -> tuple[WebRtcTransport, WebRtcTransport]:
+    """A server (ICE-lite, DTLS server) and a client transport that know each other, not started."""
     s_cert, c_cert = DtlsCertificate.generate(), DtlsCertificate.generate()
     server = WebRtcTransport(
         s_cert,
@@ -114,6 +115,11 @@ def connected_pair() -> tuple[WebRtcTransport, WebRtcTransport]:
         local_pwd="clientpassword123456789",
         server=SERVER,
     )
+    return server, client
+
+
+def connected_pair() -> tuple[WebRtcTransport, WebRtcTransport]:
+    server, client = transport_pair()
     client.start(0.0)
     pump(client, CLIENT, server, SERVER, 0.0)
     assert server.connected and client.connected

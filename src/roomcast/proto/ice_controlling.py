@@ -89,10 +89,17 @@ class IceControllingAgent:
         if message.transaction_id != self._pending or remote != self.remote:
             self.counters["unexpected_response"] += 1
             return
-        if message.klass == CLASS_ERROR or message.klass != CLASS_SUCCESS:
-            self._fail(f"check refused with error {message.error_code}")
+        if message.klass not in (CLASS_SUCCESS, CLASS_ERROR):
+            self.counters["unexpected_response"] += 1
             return
         if not check_integrity(data, self.remote_pwd.encode()):
+            # RFC 8489 §9.1.4: over UDP a response without valid MESSAGE-INTEGRITY is discarded as if never
+            # received, an error response too: else one forged packet with a seen transaction id ends
+            # the session. The retransmission timer carries on (and gives up after GIVE_UP).
+            self.counters["bad_integrity_response"] += 1
+            return
+        if message.klass == CLASS_ERROR:
+            self._fail(f"check refused with error {message.error_code}")
             return
         self._pending = None
         self._last_success = now

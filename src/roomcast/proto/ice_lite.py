@@ -1,7 +1,10 @@
 """ICE-lite agent (RFC 8445 §2.5, §7.3): the controlled side that only answers checks.
 
 A lite agent never sends checks; it answers Binding requests that carry the right USERNAME and
-MESSAGE-INTEGRITY, and the full agent on the other side nominates a pair with USE-CANDIDATE. Consent
+MESSAGE-INTEGRITY, and the full agent on the other side nominates a pair with USE-CANDIDATE. Integrity
+comes first on every path (role conflict, nomination, restart, consent): the ufrags are public, so a
+request without the password gets no answer of any kind and changes no state. Only a success response
+validates an address (:class:`Validated`). Consent
 freshness (RFC 7675 §5.1) is judged by the same checks: no valid check from the selected address for
 ``consent_timeout`` seconds and the connection is dead.
 
@@ -20,6 +23,7 @@ from roomcast.wire import ParseError
 from roomcast.wire.stun import (
     BINDING,
     CLASS_REQUEST,
+    FINGERPRINT,
     ICE_CONTROLLED,
     ICE_CONTROLLING,
     USE_CANDIDATE,
@@ -29,6 +33,15 @@ from roomcast.wire.stun import (
     check_fingerprint,
     check_integrity,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """A Binding request from ``remote`` passed MESSAGE-INTEGRITY and was answered with a success: the
+    peer proved it holds the password there, so DTLS and SRTP from ``remote`` may be accepted. The only
+    way an address becomes valid (an answer is not proof: a 487 is an answer too)."""
+
+    remote: Addr
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +64,7 @@ class RestartCompleted:
     remote: Addr
 
 
-IceEvent = Selected | ConsentExpired | RestartCompleted
+IceEvent = Validated | Selected | ConsentExpired | RestartCompleted
 
 
 class IceLiteAgent:
@@ -70,6 +83,7 @@ class IceLiteAgent:
         self.remote_pwd = remote_pwd
         self.consent_timeout = consent_timeout
         self.selected: Addr | None = None
+        self.validated: set[Addr] = set()  # addresses that passed a check (see Validated)
         self.counters: Counter[str] = Counter()
         self._last_check: float | None = None
         self._expired = False
@@ -121,21 +135,27 @@ class IceLiteAgent:
                 self.counters["unknown_ufrag"] += 1
                 return
             pwd = previous[1]  # a check on the pair in use before the restart: still answered
+        # Integrity before anything else (RFC 8445 §7.3, RFC 8489 §9.1.3): the ufrags travel in clear
+        # SDP and USERNAME, so nothing but the password proves the sender. A bad MESSAGE-INTEGRITY is
+        # silently discarded (RFC 8489 allows a 401 instead): no answer, no oracle, nothing validated.
+        if not check_integrity(data, pwd.encode()):
+            self.counters["bad_integrity"] += 1
+            return
+        if message.has(FINGERPRINT) and not check_fingerprint(data):
+            self.counters["bad_fingerprint"] += 1
+            return
         if message.has(ICE_CONTROLLED) and not message.has(ICE_CONTROLLING):
-            # §7.3.1.1: both sides controlled; a lite agent cannot take the controlling role.
+            # §7.3.1.1: both sides controlled; a lite agent cannot take the controlling role, so it keeps
+            # its role and answers 487. An error response validates nothing: no address, no consent, no
+            # nomination (§7.2.5.2.4 has the peer switch roles and check again).
             self.counters["role_conflict"] += 1
             self._transmits.append(Transmit(remote, binding_error(message, 487, "Role Conflict", pwd)))
             return
-        if not check_integrity(data, pwd.encode()):
-            # RFC 8489 §9.1.3: a bad MESSAGE-INTEGRITY gets a 401 or is silently discarded; discarding
-            # gives an attacker no oracle and costs us nothing.
-            self.counters["bad_integrity"] += 1
-            return
-        if message.get(0x8028) is not None and not check_fingerprint(data):
-            self.counters["bad_fingerprint"] += 1
-            return
         self.counters["checks"] += 1
         self._transmits.append(Transmit(remote, binding_success(message, remote, pwd)))
+        if remote not in self.validated:
+            self.validated.add(remote)
+            self._events.append(Validated(remote))
         nominated = message.has(USE_CANDIDATE)
         if remote == self.selected:
             self._last_check = now
@@ -147,6 +167,7 @@ class IceLiteAgent:
         if current and nominated and self._previous is not None:
             retired = self._previous[0]
             self._previous = None
+            self.validated = {remote}  # addresses of the old generation must prove themselves again
             self.counters["restarts_completed"] += 1
             self._events.append(RestartCompleted(retired, remote))
 

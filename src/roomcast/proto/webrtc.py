@@ -22,7 +22,7 @@ from roomcast.proto.dtls import (
     HandshakeComplete,
 )
 from roomcast.proto.ice_controlling import IceControllingAgent, IceFailed, Nominated
-from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, RestartCompleted, Selected
+from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, RestartCompleted, Selected, Validated
 from roomcast.proto.sctp import SctpAssociation, SctpEvent
 from roomcast.proto.srtp import SrtpContext, SrtpError
 
@@ -142,6 +142,8 @@ class WebRtcTransport:
         return dropped
 
     def is_validated(self, remote: Addr) -> bool:
+        """``remote`` proved the ICE password (an integrity-checked, successful check): DTLS and SRTP are
+        accepted from it, and only from such addresses (so a forged alert or CCS cannot reach DTLS)."""
         return remote in self._validated
 
     def handle_datagram(self, data: bytes, remote: Addr, now: float) -> None:
@@ -259,13 +261,12 @@ class WebRtcTransport:
     # ------------------------------------------------------------------ internals
 
     def _drain_ice(self, now: float) -> None:
-        lite = isinstance(self.ice, IceLiteAgent)
         while (item := self.ice.poll_transmit()) is not None:
-            self._transmits.append(item)
-            if lite:
-                self._validated.add(item.remote)  # we only answer checks that passed integrity
+            self._transmits.append(item)  # an answer proves nothing (a 487 is one too): Validated does
         while (event := self.ice.poll_event()) is not None:
-            if isinstance(event, Selected | Nominated):
+            if isinstance(event, Validated):
+                self._validated.add(event.remote)
+            elif isinstance(event, Selected | Nominated):
                 self.remote = event.remote
                 self._validated.add(event.remote)
                 if not self._dtls_started:
