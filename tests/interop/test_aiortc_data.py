@@ -3,49 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import struct
 import uuid
 
-import aioice.ice
 import pytest
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from tests.signaling.wsclient import Client
+from tests.support.datapeer import data_peer, envelope, loopback_candidates, open_envelope
 from tests.support.server import ServerProcess
 
 
 @pytest.fixture(autouse=True)
-def loopback_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-def envelope(header: dict, payload: bytes) -> bytes:  # type: ignore[type-arg]
-    raw = json.dumps(header).encode()
-    return struct.pack("!H", len(raw)) + raw + payload
-
-
-def open_envelope(data: bytes) -> tuple[dict, bytes]:  # type: ignore[type-arg]
-    size = struct.unpack_from("!H", data)[0]
-    return json.loads(data[2 : 2 + size]), data[2 + size :]
-
-
-async def data_peer(
-    server: ServerProcess, room: str, who: str
-) -> tuple[Client, RTCPeerConnection, RTCDataChannel, asyncio.Queue[bytes]]:
-    client, _ = await Client.joined(server.ws_base, room, who)
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    channel = pc.createDataChannel("_roomcast", ordered=True)
-    inbox: asyncio.Queue[bytes] = asyncio.Queue()
-    channel.on("message", lambda m: inbox.put_nowait(m if isinstance(m, bytes) else m.encode()))
-    opened = asyncio.Event()
-    channel.on("open", opened.set)
-    await pc.setLocalDescription(await pc.createOffer())
-    await client.send({"type": "offer", "to": "$data", "sdp": pc.localDescription.sdp})
-    answer = await client.recv_type("answer", timeout=10)
-    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-    await asyncio.wait_for(opened.wait(), 10)
-    return client, pc, channel, inbox
+def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback_candidates(monkeypatch)
 
 
 async def test_aiortc_clients_exchange_data_through_the_server(server: ServerProcess) -> None:

@@ -27,7 +27,7 @@ from roomcast.proto.webrtc import (
     new_ice_credentials,
 )
 from roomcast.runtime.udp import UdpEndpoint
-from roomcast.sfu.datachannels import DataRouter
+from roomcast.sfu.datachannels import CHANNEL_LIMITS, SEND_BUFFER, SEND_CHUNKS, DataRouter
 from roomcast.sfu.echo import EchoSession
 from roomcast.sfu.router import Router
 from roomcast.signaling.media import MediaError, OfferContext, PublishedTrack
@@ -195,7 +195,10 @@ class MediaService:
         existing: _Owned | None,
         context: OfferContext,
     ) -> str:
-        """``$data``: a connection carrying only the SCTP association for room data (RFC 8831)."""
+        """``$data``: a connection carrying only the SCTP association for room data (RFC 8831). Without
+        canSubscribe it only sends; with neither grant it has nothing to carry and is refused."""
+        if not context.can_subscribe and not context.can_publish_data:
+            raise MediaError("permission_denied", "token lacks the canSubscribe and canPublishData grants")
         params = AnswerParams(
             ice_ufrag=ufrag,
             ice_pwd=pwd,
@@ -215,7 +218,14 @@ class MediaService:
         if restart and existing is not None and not _same_dtls(existing.transport, negotiated):
             existing = None  # a new certificate: a new peer connection, not an ICE restart
         if existing is None:
-            sctp = SctpAssociation("server", max_message_size=MAX_MESSAGE_SIZE)
+            sctp = SctpAssociation(
+                "server",
+                max_message_size=MAX_MESSAGE_SIZE,
+                max_buffered=SEND_BUFFER,
+                max_chunks=SEND_CHUNKS,
+                channel_limits=CHANNEL_LIMITS,
+                max_channels=len(CHANNEL_LIMITS),
+            )
             existing = self._new_transport(owner, "$data", context.room, negotiated, ufrag, pwd, sctp=sctp)
         elif restart:
             self._restart_ice(existing, negotiated, ufrag, pwd)
@@ -224,7 +234,14 @@ class MediaService:
             data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
             data.on_output = self.endpoint.poke
             data.authorize = DataRules()
-        data.add(owner, context.identity, existing.transport, context.can_publish_data, context.room_admin)
+        data.add(
+            owner,
+            context.identity,
+            existing.transport,
+            context.can_publish_data,
+            context.room_admin,
+            context.can_subscribe,
+        )
         self.endpoint.poke(existing.transport)
         return negotiated.answer.serialize()
 
@@ -336,6 +353,7 @@ class MediaService:
         empty: dict[str, object] = {"room": room, "tracks": [], "participants": {}, "counters": {}}
         stats: dict[str, object] = router.stats() if router is not None else empty
         stats["data"] = dict(data.counters) if data is not None else {}
+        stats["data_buffers"] = data.buffers() if data is not None else {}
         return stats
 
     # ------------------------------------------------------------------ internals

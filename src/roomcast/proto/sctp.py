@@ -5,6 +5,8 @@ with gap blocks, T3 retransmission with backoff, ordered and unordered streams, 
 reassembly (bounded), partial reliability by retransmissions or lifetime with FORWARD-TSN (RFC 3758),
 stream reset on close (RFC 6525) and DCEP (RFC 8832). Congestion control is a fixed in-flight window
 bounded by the peer's receive window: enough for data channels on a LAN or loopback, not tuned for WANs.
+The sending half lives in :mod:`roomcast.proto.sctp_send`, the receiving half in
+:mod:`roomcast.proto.sctp_receive`. Channel limits (labels, how many) refuse unexpected OPENs (issue 12 C1).
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ import hmac
 import os
 import struct
 from collections import Counter, deque
+from collections.abc import Mapping
 from typing import Literal
 
 from roomcast.proto.sctp_receive import RWND, SctpReceiver
+from roomcast.proto.sctp_send import INITIAL_RTO, MAX_BUFFERED, MAX_CHUNKS, MAX_RTO, SctpSender
 from roomcast.proto.sctp_state import (
     AssociationAborted,
     AssociationEstablished,
     Channel,
     ChannelClosed,
     ChannelOpened,
+    ChannelRefused,
     MessageReceived,
-    Outgoing,
     SctpEvent,
+    SendBufferFull,
 )
 from roomcast.wire import ParseError, dcep
 from roomcast.wire.sctp import (
@@ -52,48 +57,60 @@ from roomcast.wire.sctp import (
     Init,
     Packet,
     Sack,
-    forward_tsn,
     outgoing_reset,
     parse_params,
     reconfig_response,
-    tsn_gt,
 )
 
 PORT = 5000
-FRAGMENT = 1100  # user data per DATA chunk: fits a 1,200-byte DTLS record with headers
-PACKET_BUDGET = 1150
-MAX_IN_FLIGHT = 256 * 1024
-INITIAL_RTO, MIN_RTO, MAX_RTO = 1.0, 0.2, 10.0
-MAX_RETRANSMITS = 10  # reliable chunks: give up on the association after this many tries (RFC 9260 §8.1)
-MTU = 1200
-INITIAL_CWND = 4 * MTU  # RFC 9260 §7.2.1
+MAX_CHANNELS = 1024
 
 
 class SctpAssociation:
-    def __init__(self, role: Literal["server", "client"], *, max_message_size: int = 262144) -> None:
+    """``channel_limits`` maps each label the peer may open to how many channels of it may be open at once
+    (None: any label); at most ``max_channels`` are open. Other OPENs are refused: no ACK, the stream is
+    reset, a :class:`ChannelRefused` event. ``max_buffered`` bytes / ``max_chunks`` chunks bound what
+    :meth:`send` may hold for a slow or silent peer (:class:`SendBufferFull`)."""
+
+    def __init__(
+        self,
+        role: Literal["server", "client"],
+        *,
+        max_message_size: int = 262144,
+        max_buffered: int = MAX_BUFFERED,
+        max_chunks: int = MAX_CHUNKS,
+        channel_limits: Mapping[str, int] | None = None,
+        max_channels: int = MAX_CHANNELS,
+    ) -> None:
         self.role = role
         self.max_message_size = max_message_size
+        self.channel_limits = channel_limits
+        self.max_channels = max_channels
         self.state = "closed"
         self.local_vtag = int.from_bytes(os.urandom(4), "big") or 1
         self.remote_vtag = 0
-        self.next_tsn = int.from_bytes(os.urandom(4), "big")
         self.channels: dict[int, Channel] = {}
         self.counters: Counter[str] = Counter()
         self._secret = os.urandom(16)
         self.rx = SctpReceiver(max_message_size, self._deliver, self._abort, self.counters)
-        self._outstanding: dict[int, Outgoing] = {}
-        self._queue: deque[Outgoing] = deque()
-        self._peer_rwnd = RWND
-        self._cwnd = INITIAL_CWND
-        self._ssthresh = RWND
-        self._rto = INITIAL_RTO
-        self._t3: float | None = None
+        self.tx = SctpSender(
+            self._send_chunks,
+            self._abort,
+            self.counters,
+            int.from_bytes(os.urandom(4), "big"),
+            max_buffered=max_buffered,
+            max_chunks=max_chunks,
+        )
+        self.tx.peer_rwnd = RWND
+        self._t3: float | None = None  # the handshake's retransmission timer; DATA's is ``tx.t3``
+        self._handshake_rto = INITIAL_RTO
         self._init_chunk: Chunk | None = None
         self._cookie: bytes | None = None
         self._reconfig_seq = int.from_bytes(os.urandom(4), "big")
         self._transmits: deque[bytes] = deque()
         self._events: deque[SctpEvent] = deque()
         self._need_sack = False
+        self._refused: list[int] = []  # streams whose OPEN was refused in this packet: reset together
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,12 +121,12 @@ class SctpAssociation:
         self._init_chunk = self._init().chunk()
         self.state = "cookie-wait"
         self._send_chunks([self._init_chunk], vtag=0)
-        self._t3 = now + self._rto
+        self._t3 = now + self._handshake_rto
 
     def _init(self) -> Init:
         extensions = bytes([RECONFIG, FORWARD_TSN])
         params = ((PARAM_FORWARD_TSN_SUPPORTED, b""), (PARAM_SUPPORTED_EXTENSIONS, extensions))
-        return Init(self.local_vtag, RWND, 65535, 65535, self.next_tsn, params)
+        return Init(self.local_vtag, RWND, 65535, 65535, self.tx.next_tsn, params)
 
     # ------------------------------------------------------------------ input
 
@@ -137,6 +154,9 @@ class SctpAssociation:
         if self._need_sack and self.rx.cum_tsn is not None:
             self._send_chunks([self.rx.sack()])
             self._need_sack = False
+        if self._refused:
+            self._reset_outgoing(self._refused)
+            self._refused = []
         self._flush(now)
 
     def _chunk(self, chunk: Chunk, now: float) -> None:
@@ -145,12 +165,12 @@ class SctpAssociation:
             self._need_sack = True
             self.rx.on_data(DataChunk.from_chunk(chunk))
         elif kind == SACK:
-            self._on_sack(Sack.from_chunk(chunk), now)
+            self.tx.on_sack(Sack.from_chunk(chunk), now)
         elif kind == INIT and self.role == "server":
             init = Init.from_chunk(chunk)
             self.remote_vtag = init.initiate_tag
             self.rx.cum_tsn = (init.initial_tsn - 1) & 0xFFFFFFFF
-            self._peer_rwnd = init.a_rwnd
+            self.tx.peer_rwnd = init.a_rwnd
             cookie = hmac.new(
                 self._secret, struct.pack("!II", self.local_vtag, init.initiate_tag), hashlib.sha256
             ).digest()
@@ -177,11 +197,11 @@ class SctpAssociation:
             init = Init.from_chunk(chunk)
             self.remote_vtag = init.initiate_tag
             self.rx.cum_tsn = (init.initial_tsn - 1) & 0xFFFFFFFF
-            self._peer_rwnd = init.a_rwnd
+            self.tx.peer_rwnd = init.a_rwnd
             self._cookie = init.param(PARAM_STATE_COOKIE) or b""
             self.state = "cookie-echoed"
             self._send_chunks([Chunk(COOKIE_ECHO, 0, self._cookie)])
-            self._t3 = now + self._rto
+            self._t3 = now + self._handshake_rto
         elif kind == COOKIE_ACK and self.state == "cookie-echoed":
             self.state = "established"
             self._t3 = None
@@ -211,25 +231,52 @@ class SctpAssociation:
         self._events.append(MessageReceived(stream, ppid, data))
 
     def _on_dcep(self, stream: int, data: bytes) -> None:
-        if data[:1] == bytes([dcep.OPEN]):
-            try:
-                message = dcep.ChannelOpen.parse(data)
-            except ParseError:
-                self.counters["bad_dcep"] += 1
-                return
-            channel = Channel(stream, message.label, message.ordered, message.max_retransmits, message.max_lifetime_ms)
-            self.channels[stream] = channel
-            self._enqueue(stream, dcep.ACK_MESSAGE, dcep.PPID_DCEP, ordered=True, max_retransmits=None, lifetime=None)
-            self._events.append(
-                ChannelOpened(
-                    stream,
-                    message.label,
-                    message.protocol,
-                    message.ordered,
-                    message.max_retransmits,
-                    message.max_lifetime_ms,
-                )
+        if data[:1] != bytes([dcep.OPEN]):
+            return
+        try:
+            message = dcep.ChannelOpen.parse(data)
+        except ParseError:
+            self.counters["bad_dcep"] += 1
+            return
+        if stream in self.channels:  # RFC 8832 §6: the stream is in use; its channel stays as it is
+            self._refuse(stream, message.label, "a channel is already open on this stream", reset=False)
+            return
+        refusal = self._refusal(message.label)
+        if refusal is not None:
+            self._refuse(stream, message.label, refusal, reset=True)
+            return
+        channel = Channel(stream, message.label, message.ordered, message.max_retransmits, message.max_lifetime_ms)
+        self.channels[stream] = channel
+        self._enqueue(stream, dcep.ACK_MESSAGE, dcep.PPID_DCEP, ordered=True, max_retransmits=None, lifetime=None)
+        self._events.append(
+            ChannelOpened(
+                stream,
+                message.label,
+                message.protocol,
+                message.ordered,
+                message.max_retransmits,
+                message.max_lifetime_ms,
             )
+        )
+
+    def _refusal(self, label: str) -> str | None:
+        if len(self.channels) >= self.max_channels:
+            return f"at most {self.max_channels} channels"
+        if self.channel_limits is None:
+            return None
+        allowed = self.channel_limits.get(label, 0)
+        if not allowed:
+            return "unexpected label"
+        if sum(1 for c in self.channels.values() if c.label == label) >= allowed:
+            return f"at most {allowed} channel(s) labelled {label!r}"
+        return None
+
+    def _refuse(self, stream: int, label: str, reason: str, *, reset: bool) -> None:
+        """No DATA_CHANNEL_ACK; resetting our outgoing stream tells the peer to close it (RFC 8831 §6.7)."""
+        self.counters["channel_refused"] += 1
+        if reset and len(self._refused) < 256:
+            self._refused.append(stream)
+        self._events.append(ChannelRefused(stream, label[:128], reason))
 
     def _on_reconfig(self, chunk: Chunk) -> None:
         for kind, value in parse_params(chunk.value):
@@ -247,7 +294,7 @@ class SctpAssociation:
 
     def _reset_outgoing(self, streams: list[int]) -> None:
         self._reconfig_seq = (self._reconfig_seq + 1) & 0xFFFFFFFF
-        last_tsn = (self.next_tsn - 1) & 0xFFFFFFFF
+        last_tsn = (self.tx.next_tsn - 1) & 0xFFFFFFFF
         self._send_chunks([Chunk(RECONFIG, 0, outgoing_reset(self._reconfig_seq, 0, last_tsn, streams))])
 
     # ------------------------------------------------------------------ sending
@@ -285,180 +332,57 @@ class SctpAssociation:
             self._reset_outgoing([stream_id])
 
     def buffered_amount(self, stream_id: int | None = None) -> int:
-        items = list(self._queue) + [o for o in self._outstanding.values() if not o.acked and not o.abandoned]
-        return sum(len(o.chunk.user_data) for o in items if stream_id is None or o.chunk.stream_id == stream_id)
+        """Bytes sent or queued and not yet acknowledged nor abandoned (RTCDataChannel.bufferedAmount)."""
+        return self.tx.buffered_amount(stream_id)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Everything held for the peer (queued, in flight, abandoned but not yet skipped): the bound's measure."""
+        return self.tx.queued_bytes
+
+    @property
+    def peak_queued_bytes(self) -> int:
+        return self.tx.peak_queued_bytes
+
+    @property
+    def max_buffered(self) -> int:
+        return self.tx.max_buffered
 
     def _enqueue(
         self, stream: int, data: bytes, ppid: int, *, ordered: bool, max_retransmits: int | None, lifetime: float | None
     ) -> None:
-        channel = self.channels.get(stream)
-        ssn = 0
-        if ordered and channel is not None:
-            ssn = channel.next_ssn
+        channel = self.channels.get(stream) if ordered else None
+        ssn = channel.next_ssn if channel is not None else 0
+        self.tx.enqueue(
+            stream,
+            ssn,
+            ppid,
+            data,
+            ordered=ordered,
+            max_retransmits=max_retransmits,
+            expires_at=lifetime,
+            control=ppid == dcep.PPID_DCEP,
+        )
+        if channel is not None:  # only once queued: a refused message uses no SSN
             channel.next_ssn = (channel.next_ssn + 1) & 0xFFFF
-        pieces = [data[i : i + FRAGMENT] for i in range(0, len(data), FRAGMENT)] or [b""]
-        for index, piece in enumerate(pieces):
-            chunk = DataChunk(
-                self.next_tsn, stream, ssn, ppid, piece, not ordered, index == 0, index == len(pieces) - 1
-            )
-            self.next_tsn = (self.next_tsn + 1) & 0xFFFFFFFF
-            self._queue.append(Outgoing(chunk, max_retransmits, lifetime))
-
-    def _in_flight(self) -> int:
-        return sum(len(o.chunk.user_data) for o in self._outstanding.values() if not o.acked and not o.abandoned)
 
     def _flush(self, now: float) -> None:
-        if self.state != "established":
-            return
-        self._expire(now)
-        batch: list[Chunk] = []
-        size = 0
-        window = min(MAX_IN_FLIGHT, max(self._peer_rwnd, FRAGMENT), max(self._cwnd, FRAGMENT))
-        while self._queue and self._in_flight() + len(self._queue[0].chunk.user_data) <= window:
-            item = self._queue.popleft()
-            item.sent_at = now
-            self._outstanding[item.chunk.tsn] = item
-            encoded = item.chunk.chunk()
-            if batch and size + len(encoded.value) + 16 > PACKET_BUDGET:
-                self._send_chunks(batch)
-                batch, size = [], 0
-            batch.append(encoded)
-            size += len(encoded.value) + 16
-        if batch:
-            self._send_chunks(batch)
-        if self._t3 is None and any(not o.acked and not o.abandoned for o in self._outstanding.values()):
-            self._t3 = now + self._rto
-
-    def _expire(self, now: float) -> None:
-        for item in list(self._queue):
-            if item.expires_at is not None and now > item.expires_at:
-                self._queue.remove(item)
-                item.abandoned = True
-                self._outstanding[item.chunk.tsn] = item  # must be skipped with FORWARD-TSN like sent ones
-
-    def _on_sack(self, sack: Sack, now: float) -> None:
-        self._peer_rwnd = sack.a_rwnd
-        acked_bytes = 0
-        for tsn in list(self._outstanding):
-            if not tsn_gt(tsn, sack.cumulative_tsn):
-                item = self._outstanding.pop(tsn)
-                if not item.acked:
-                    acked_bytes += len(item.chunk.user_data)
-        highest: int | None = None
-        for start, end in sack.gaps:
-            for offset in range(start, end + 1):
-                tsn = (sack.cumulative_tsn + offset) & 0xFFFFFFFF
-                gap_item = self._outstanding.get(tsn)
-                if gap_item is not None and not gap_item.acked:
-                    gap_item.acked = True
-                    acked_bytes += len(gap_item.chunk.user_data)
-                highest = tsn
-        if acked_bytes:
-            self._rto = max(MIN_RTO, INITIAL_RTO / 2)
-            # §7.2.1-2: slow start below ssthresh, then about one MTU per round trip
-            self._cwnd += (
-                min(acked_bytes, MTU) if self._cwnd <= self._ssthresh else MTU * acked_bytes // max(self._cwnd, 1)
-            )
-        if highest is not None:
-            self._fast_retransmit(highest)
-        self._advance_abandoned(sack.cumulative_tsn)
-        live = [o for o in self._outstanding.values() if not o.acked and not o.abandoned]
-        self._t3 = now + self._rto if live else None
-
-    def _fast_retransmit(self, highest: int) -> None:
-        """§7.2.4: a chunk reported missing by three SACKs is resent at once, and the window halves."""
-        resend: list[Chunk] = []
-        for tsn, item in self._outstanding.items():
-            if item.acked or item.abandoned or not tsn_gt(highest, tsn):
-                continue
-            item.misses += 1
-            if item.misses == 3:
-                resend.append(item.chunk.chunk())
-                item.retransmits += 1
-        if resend:
-            self._ssthresh = max(self._cwnd // 2, 4 * MTU)
-            self._cwnd = self._ssthresh
-            self.counters["fast_retransmitted"] += len(resend)
-            for chunk in resend:
-                self._send_chunks([chunk])
-
-    def _advance_abandoned(self, cum: int) -> None:
-        """RFC 3758 §3.5: move the peer past abandoned chunks with FORWARD-TSN."""
-        point = cum
-        skipped: dict[int, int] = {}
-        while True:
-            nxt = (point + 1) & 0xFFFFFFFF
-            item = self._outstanding.get(nxt)
-            if item is None or not (item.abandoned or item.acked):
-                break
-            if item.abandoned and not item.chunk.unordered:
-                skipped[item.chunk.stream_id] = item.chunk.ssn
-            point = nxt
-        if point != cum and any(self._outstanding[t].abandoned for t in self._outstanding if not tsn_gt(t, point)):
-            self._send_chunks([forward_tsn(point, sorted(skipped.items()))])
+        if self.state == "established":
+            self.tx.flush(now)
 
     def handle_timeout(self, now: float) -> None:
-        if self._t3 is None or now < self._t3:
-            return
-        self._rto = min(MAX_RTO, self._rto * 2)
-        self._ssthresh = max(self._cwnd // 2, 4 * MTU)  # §7.2.3: a timeout means congestion
-        self._cwnd = MTU
-        self._t3 = now + self._rto
-        if self.state == "cookie-wait" and self._init_chunk is not None:
-            self._send_chunks([self._init_chunk], vtag=0)
-            return
-        if self.state == "cookie-echoed" and self._cookie is not None:
-            self._send_chunks([Chunk(COOKIE_ECHO, 0, self._cookie)])
-            return
-        self._expire(now)
-        resend: list[Chunk] = []
-        size = 0
-        for item in sorted(self._outstanding.values(), key=lambda o: (o.chunk.tsn - self.next_tsn) & 0xFFFFFFFF):
-            if item.acked or item.abandoned:
-                continue
-            item.retransmits += 1
-            limit_hit = item.max_retransmits is not None and item.retransmits > item.max_retransmits
-            expired = item.expires_at is not None and now > item.expires_at
-            if limit_hit or expired:
-                self._abandon_message(item)
-                continue
-            if item.max_retransmits is None and item.retransmits > MAX_RETRANSMITS:
-                self._abort("peer stopped acknowledging data")
+        if self._t3 is not None and now >= self._t3:
+            self._handshake_rto = min(MAX_RTO, self._handshake_rto * 2)
+            self._t3 = now + self._handshake_rto
+            if self.state == "cookie-wait" and self._init_chunk is not None:
+                self._send_chunks([self._init_chunk], vtag=0)
                 return
-            encoded = item.chunk.chunk()
-            if size + len(encoded.value) + 16 > self._ssthresh:
-                break
-            resend.append(encoded)
-            size += len(encoded.value) + 16
-        if resend:
-            self.counters["retransmitted"] += len(resend)
-            batch: list[Chunk] = []
-            used = 0
-            for encoded in resend:
-                if batch and used + len(encoded.value) + 16 > PACKET_BUDGET:
-                    self._send_chunks(batch)
-                    batch, used = [], 0
-                batch.append(encoded)
-                used += len(encoded.value) + 16
-            self._send_chunks(batch)
-        cum = (
-            min((t for t in self._outstanding), key=lambda t: (t - self.next_tsn) & 0xFFFFFFFF, default=self.next_tsn)
-            - 1
-        ) & 0xFFFFFFFF
-        self._advance_abandoned(cum)
-        if not any(not o.acked and not o.abandoned for o in self._outstanding.values()):
+            if self.state == "cookie-echoed" and self._cookie is not None:
+                self._send_chunks([Chunk(COOKIE_ECHO, 0, self._cookie)])
+                return
             self._t3 = None
-
-    def _abandon_message(self, item: Outgoing) -> None:
-        """All fragments of a message go together (RFC 3758 §3.5 rule C3)."""
-        for other in self._outstanding.values():
-            if (
-                other.chunk.stream_id == item.chunk.stream_id
-                and other.chunk.ssn == item.chunk.ssn
-                and (other.chunk.unordered == item.chunk.unordered)
-            ):
-                other.abandoned = True
-        self.counters["abandoned"] += 1
+        if self.state == "established" and self.tx.t3 is not None and now >= self.tx.t3:
+            self.tx.on_timeout(now)
 
     # ------------------------------------------------------------------ output
 
@@ -471,8 +395,7 @@ class SctpAssociation:
             self._send_chunks([Chunk(ABORT, 0, b"")])
         self.state = "aborted"
         self._t3 = None
-        self._queue.clear()
-        self._outstanding.clear()
+        self.tx.clear()
         self._events.append(AssociationAborted(reason))
 
     def poll_transmit(self) -> bytes | None:
@@ -482,7 +405,9 @@ class SctpAssociation:
         return self._events.popleft() if self._events else None
 
     def poll_timeout(self) -> float | None:
-        return self._t3
+        if self._t3 is not None:
+            return self._t3
+        return self.tx.t3 if self.state == "established" else None
 
 
 __all__ = [
@@ -491,7 +416,9 @@ __all__ = [
     "Channel",
     "ChannelClosed",
     "ChannelOpened",
+    "ChannelRefused",
     "MessageReceived",
     "SctpAssociation",
     "SctpEvent",
+    "SendBufferFull",
 ]

@@ -35,11 +35,26 @@ class ChannelClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelRefused:
+    """A DATA_CHANNEL_OPEN the association's channel limits refused (not ACKed; its stream is reset)."""
+
+    stream_id: int
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class AssociationAborted:
     reason: str
 
 
-SctpEvent = AssociationEstablished | ChannelOpened | MessageReceived | ChannelClosed | AssociationAborted
+SctpEvent = (
+    AssociationEstablished | ChannelOpened | ChannelRefused | MessageReceived | ChannelClosed | AssociationAborted
+)
+
+
+class SendBufferFull(ValueError):
+    """``send()`` would hold more than the association's bound: the message is refused, nothing queued."""
 
 
 @dataclass
@@ -52,7 +67,7 @@ class Channel:
     next_ssn: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Outgoing:
     chunk: DataChunk
     max_retransmits: int | None

@@ -5,6 +5,12 @@ ordered) and ``_roomcast_lossy`` (unordered, no retransmissions). A message is o
 an envelope: a 2-byte header length, a small JSON header, then the payload bytes. The SDK splits
 payloads above :data:`CHUNK` into numbered chunks (``id``/``i``/``n``) that the server forwards one by
 one, so a message of any size crosses the server without the server holding it whole.
+
+What the server holds for one receiver is bounded twice (issue 12 C1): the router stops sending to a
+receiver holding more than :data:`RECEIVER_BACKLOG` (counted drop), and the association refuses anything
+past :data:`SEND_BUFFER`. Only one channel of each label is accepted (:data:`CHANNEL_LIMITS`) and the
+chat history is replayed once per participant. A participant without canSubscribe receives no room data,
+only the server's answers to what it sends (M3).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from roomcast.proto.sctp import ChannelClosed, ChannelOpened, MessageReceived, SctpEvent
+from roomcast.proto.sctp import ChannelClosed, ChannelOpened, ChannelRefused, MessageReceived, SctpEvent, SendBufferFull
 from roomcast.proto.webrtc import WebRtcTransport
 
 LABEL_RELIABLE = "_roomcast"
@@ -25,6 +31,8 @@ CHUNK = 60 * 1024
 MAX_ENVELOPE = 64 * 1024 + 1024
 MAX_HEADER = 4096
 RECEIVER_BACKLOG = 4 * 1024 * 1024
+SEND_BUFFER, SEND_CHUNKS = 2 * RECEIVER_BACKLOG, 8192  # the association's hard bound per participant
+CHANNEL_LIMITS = {LABEL_RELIABLE: 1, LABEL_LOSSY: 1}  # what a $data association may open, at once
 HISTORY = 50
 RATE_MESSAGES, RATE_BYTES = 200.0, 8 * 1024 * 1024.0  # per second per participant; bursts of twice that
 
@@ -56,6 +64,8 @@ class DataParticipant:
     transport: WebRtcTransport
     can_publish_data: bool
     room_admin: bool = False
+    can_subscribe: bool = True
+    history_sent: bool = False  # the chat history goes to each participant once, whatever it reopens
     reliable: int | None = None
     lossy: int | None = None
     tokens: float = 2 * RATE_MESSAGES
@@ -92,9 +102,21 @@ class DataRouter:
     authorize: Callable[[str, str | None, bool, float], tuple[str, str] | None] = lambda *args: None
 
     def add(
-        self, owner: str, identity: str, transport: WebRtcTransport, can_publish_data: bool, room_admin: bool = False
+        self,
+        owner: str,
+        identity: str,
+        transport: WebRtcTransport,
+        can_publish_data: bool,
+        room_admin: bool = False,
+        can_subscribe: bool = True,
     ) -> None:
-        self.participants[owner] = DataParticipant(owner, identity, transport, can_publish_data, room_admin)
+        old = self.participants.get(owner)
+        if old is not None and old.transport is transport:  # a re-offer (ICE restart): same channels
+            old.can_publish_data, old.room_admin, old.can_subscribe = can_publish_data, room_admin, can_subscribe
+            return
+        p = DataParticipant(owner, identity, transport, can_publish_data, room_admin, can_subscribe)
+        p.history_sent = old is not None and old.history_sent
+        self.participants[owner] = p
 
     def remove(self, owner: str) -> None:
         self.participants.pop(owner, None)
@@ -104,17 +126,9 @@ class DataRouter:
         if p is None:
             return
         if isinstance(event, ChannelOpened):
-            if event.label == LABEL_RELIABLE:
-                p.reliable = event.stream_id
-                held = {id(envelope) for envelope in p.pending}
-                for past in self.history:  # late joiners get the recent reliable messages (once)
-                    if id(past) not in held:
-                        self._send(p, p.reliable, past)
-                for envelope in p.pending:
-                    self._send(p, p.reliable, envelope)
-                p.pending, p.pending_bytes = [], 0
-            elif event.label == LABEL_LOSSY:
-                p.lossy = event.stream_id
+            self._opened(p, event)
+        elif isinstance(event, ChannelRefused):
+            self.counters["data_dropped_channel_refused"] += 1
         elif isinstance(event, ChannelClosed):
             if event.stream_id == p.reliable:
                 p.reliable = None
@@ -122,6 +136,28 @@ class DataRouter:
                 p.lossy = None
         elif isinstance(event, MessageReceived):
             self._route(p, event.stream_id, event.data, now)
+
+    def _opened(self, p: DataParticipant, event: ChannelOpened) -> None:
+        stream = event.stream_id
+        if event.label == LABEL_RELIABLE and p.reliable is None:
+            p.reliable = stream
+            if p.can_subscribe and not p.history_sent:  # late joiners get the recent reliable messages
+                p.history_sent = True
+                held = {id(envelope) for envelope in p.pending}
+                for past in self.history:
+                    if id(past) not in held and not self._send(p, stream, past):
+                        break
+            for envelope in p.pending:
+                self._send(p, stream, envelope)
+            p.pending, p.pending_bytes = [], 0
+        elif event.label == LABEL_LOSSY and p.lossy is None:
+            p.lossy = stream
+        else:  # the association's CHANNEL_LIMITS refuse these first; kept for any other association
+            self.counters["data_dropped_channel_refused"] += 1
+            sctp = p.transport.sctp
+            if sctp is not None:
+                sctp.close_channel(stream)
+                self.on_output(p.transport)
 
     def _refuse(self, p: DataParticipant, code: str, message: str, now: float) -> None:
         self.counters["data_dropped_" + code] += 1
@@ -161,7 +197,7 @@ class DataRouter:
                 out[key] = header[key]
         envelope = encode_envelope(out, payload)
         wanted = header.get("to")
-        targets = [q for q in self.participants.values() if q is not p]
+        targets = [q for q in self.participants.values() if q is not p and q.can_subscribe]
         if isinstance(wanted, list):
             names = {str(w) for w in wanted[:256]}
             targets = [q for q in targets if q.identity in names]
@@ -174,23 +210,42 @@ class DataRouter:
                 else:
                     self.counters["data_dropped_no_channel"] += 1
                 continue
-            sctp = q.transport.sctp
-            if sctp is not None and sctp.buffered_amount() > RECEIVER_BACKLOG:
-                self.counters["data_dropped_receiver_backlog"] += 1  # a slow receiver never grows our memory
-                continue
             self._send(q, target_stream, envelope)
         if reliable and out["t"] == "chat" and "n" not in out and wanted is None:
             self.history.append(envelope)
 
-    def _send(self, q: DataParticipant, stream: int, envelope: bytes) -> None:
+    def _send(self, q: DataParticipant, stream: int, envelope: bytes) -> bool:
+        """Every message to a participant comes here: a receiver holding too much gets a counted drop."""
+        sctp = q.transport.sctp
+        if sctp is not None and sctp.queued_bytes > RECEIVER_BACKLOG:
+            self.counters["data_dropped_receiver_backlog"] += 1  # a slow receiver never grows our memory
+            return False
         try:
             q.transport.send_message(stream, envelope)
+        except SendBufferFull:
+            self.counters["data_dropped_receiver_backlog"] += 1
+            return False
         except (ValueError, ConnectionError):
             self.counters["data_dropped_send_failed"] += 1
-            return
+            return False
         self.on_output(q.transport)
         self.counters["data_messages_out"] += 1
         self.counters["data_bytes_out"] += len(envelope)
+        return True
+
+    def buffers(self) -> dict[str, dict[str, int]]:
+        """Per participant: bytes its association holds now, at most so far, its bound, open channels."""
+        out: dict[str, dict[str, int]] = {}
+        for p in self.participants.values():
+            sctp = p.transport.sctp
+            if sctp is not None:
+                out[p.identity] = {
+                    "queued": sctp.queued_bytes,
+                    "peak": sctp.peak_queued_bytes,
+                    "limit": sctp.max_buffered,
+                    "channels": len(sctp.channels),
+                }
+        return out
 
 
 def _str(value: object) -> str | None:

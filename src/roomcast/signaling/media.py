@@ -31,6 +31,7 @@ class OfferContext:
     subscriptions: dict[str, str] = field(default_factory=dict)  # mid -> track sid
     can_publish_data: bool = True
     room_admin: bool = False
+    can_subscribe: bool = True
 
 
 class MediaError(Exception):

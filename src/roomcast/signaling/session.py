@@ -533,6 +533,7 @@ class SignalingSession:
             subscriptions=dict(offer.subscriptions or {}),
             can_publish_data=participant.grants.can_publish_data,
             room_admin=participant.grants.room_admin,
+            can_subscribe=participant.grants.can_subscribe,
         )
         try:
             answer = self.media.handle_offer(participant.sid, target, offer.sdp, context)
