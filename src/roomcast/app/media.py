@@ -233,7 +233,7 @@ class MediaService:
         if data is None:
             data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
             data.on_output = self.endpoint.poke
-            data.authorize = DataRules()
+            data.authorize = context.data_rules or DataRules()
         data.add(
             owner,
             context.identity,

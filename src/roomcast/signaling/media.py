@@ -6,6 +6,7 @@ Signaling never imports the SFU; it hands offers addressed to a server endpoint 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +33,9 @@ class OfferContext:
     can_publish_data: bool = True
     room_admin: bool = False
     can_subscribe: bool = True
+    # the room's data rules (rooms.DataAuthorizer), so data channels and the signaling socket share one policy
+    # and one set of per-topic rate buckets
+    data_rules: Callable[[str, str | None, bool, float], tuple[str, str] | None] | None = None
 
 
 class MediaError(Exception):

@@ -534,6 +534,7 @@ class SignalingSession:
             can_publish_data=participant.grants.can_publish_data,
             room_admin=participant.grants.room_admin,
             can_subscribe=participant.grants.can_subscribe,
+            data_rules=room.data_rules,
         )
         try:
             answer = self.media.handle_offer(participant.sid, target, offer.sdp, context)
