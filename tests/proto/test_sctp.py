@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -58,11 +59,13 @@ class Ep:
         ]
 
 
-def connected(loss: float = 0.0, seed: int = 1, **link: float) -> tuple[SimNetwork, Ep, Ep]:
+def connected(
+    loss: float = 0.0, seed: int = 1, server_options: dict[str, Any] | None = None, **link: float
+) -> tuple[SimNetwork, Ep, Ep]:
     net = SimNetwork(seed=seed)
     net.link(A, B, loss=loss, delay=0.01, **link)
     client = Ep(A, B, SctpAssociation("client", max_message_size=2 * 1024 * 1024))
-    server = Ep(B, A, SctpAssociation("server", max_message_size=2 * 1024 * 1024))
+    server = Ep(B, A, SctpAssociation("server", max_message_size=2 * 1024 * 1024, **(server_options or {})))
     client.assoc.start(0.0)
     assert net.run_until(
         lambda: (
