@@ -34,8 +34,8 @@ from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
 from roomcast.app.drain import Drain
-from roomcast.app.media import MediaService, start_media
 from roomcast.apps.rules import DataRules
+from roomcast.rtc.service import MediaService, start_media
 from roomcast.runtime.memory import trim_after_departures
 from roomcast.signaling.messages import Error, IceServer
 from roomcast.signaling.rooms import RoomManager

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from roomcast.signaling.media import PublishedTrack
+from roomcast.rtc.api import PublishedTrack
 from roomcast.signaling.tokens import MAX_TOKEN_LIFETIME, AccessToken, Grants, validate_room
 
 DEFAULT_MAX_PARTICIPANTS = 50

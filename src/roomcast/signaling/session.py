@@ -19,8 +19,8 @@ from typing import Literal
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from roomcast.rtc.api import SERVER_TARGETS, MediaBackend, MediaError, OfferContext, PublishedTrack
 from roomcast.signaling import messages as m
-from roomcast.signaling.media import SERVER_TARGETS, MediaBackend, MediaError, OfferContext, PublishedTrack
 from roomcast.signaling.relay import check_relay
 from roomcast.signaling.rooms import (
     DataEvent,

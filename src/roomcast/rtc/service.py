@@ -1,6 +1,6 @@
 """The media plane as signaling sees it: one UDP endpoint, one DTLS certificate, server endpoints.
 
-Implements :class:`roomcast.signaling.media.MediaBackend`: ``$echo`` (the echo test), and for SFU
+Implements :class:`roomcast.rtc.api.MediaBackend`: ``$echo`` (the echo test), and for SFU
 rooms ``$publish`` / ``$subscribe``, routed by one :class:`~roomcast.sfu.router.Router` per room.
 """
 
@@ -13,8 +13,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from roomcast.apps.rules import DataRules
 from roomcast.proto.dtls import DtlsCertificate
 from roomcast.proto.jsep import AnswerParams, Mode, NegotiatedAnswer, NegotiationError, SendTrack, create_answer
 from roomcast.proto.sctp import SctpAssociation
@@ -26,11 +26,11 @@ from roomcast.proto.webrtc import (
     WebRtcTransport,
     new_ice_credentials,
 )
+from roomcast.rtc.api import MediaError, OfferContext, PublishedTrack
 from roomcast.runtime.udp import UdpEndpoint
 from roomcast.sfu.datachannels import CHANNEL_LIMITS, SEND_BUFFER, SEND_CHUNKS, DataRouter
 from roomcast.sfu.echo import EchoSession
 from roomcast.sfu.router import Router
-from roomcast.signaling.media import MediaError, OfferContext, PublishedTrack
 from roomcast.wire import ParseError
 from roomcast.wire.sdp import SessionDescription
 
@@ -77,9 +77,29 @@ class _Owned:
     last_answer: str = ""
 
 
+class Endpoint(Protocol):
+    """What the service needs of the socket side (:class:`~roomcast.runtime.udp.UdpEndpoint` today; an ICE-TCP
+    listener later): connections are registered by their ufrags, poked after commands, flushed and removed."""
+
+    @property
+    def local_address(self) -> tuple[str, int]: ...
+
+    drops: Counter[str]
+    datagrams_in: int
+    datagrams_out: int
+
+    def add(self, conn: WebRtcTransport, on_activity: Callable[[], None]) -> None: ...
+    def add_ufrag(self, conn: WebRtcTransport, ufrag: str) -> None: ...
+    def retire_ufrag(self, conn: WebRtcTransport, ufrag: str, keep: tuple[str, int] | None = None) -> None: ...
+    def remove(self, conn: WebRtcTransport) -> None: ...
+    def flush(self, conn: WebRtcTransport) -> None: ...
+    def poke(self, conn: WebRtcTransport) -> None: ...
+    def close(self) -> None: ...
+
+
 @dataclass
 class MediaService:
-    endpoint: UdpEndpoint
+    endpoint: Endpoint
     certificate: DtlsCertificate
     candidate_ips: list[str]
     clock: Callable[[], float] = time.monotonic
@@ -233,7 +253,8 @@ class MediaService:
         if data is None:
             data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
             data.on_output = self.endpoint.poke
-            data.authorize = context.data_rules or DataRules()
+            if context.data_rules is not None:
+                data.authorize = context.data_rules
         data.add(
             owner,
             context.identity,
@@ -324,6 +345,7 @@ class MediaService:
         router = self.routers.get(owned.room)
         if router is not None:
             router.remove_publisher(owner)
+            self._announce_now(owned.room)
         self.close_endpoint(owner, "$publish")
 
     def close_owner(self, owner: str) -> None:
@@ -341,6 +363,7 @@ class MediaService:
             router = self.routers.get(room)
             if router is not None:
                 router.remove_participant(owner)
+                self._announce_now(room)
                 if not router.participants:
                     self.retired.update(router.counters)
                     del self.routers[room]
@@ -374,6 +397,14 @@ class MediaService:
     def _announce_tracks(self, room: str) -> None:
         self._tracks_pending.pop(room, None)
         self.on_tracks_changed(room, self.room_tracks(room))
+
+    def _announce_now(self, room: str) -> None:
+        """Tracks that ended are announced at once, before the room announces the participant's departure
+        (clients end the tracks from the list; the order is the one they have always seen)."""
+        pending = self._tracks_pending.pop(room, None)
+        if pending is not None:
+            pending.cancel()
+            self.on_tracks_changed(room, self.room_tracks(room))
 
     def close_endpoint(self, owner: str, target: str) -> None:
         owned = self.owners.get(owner, {}).pop(target, None)

@@ -1,7 +1,7 @@
-"""The signaling side's view of the media plane: an interface the composition root implements.
+"""What adapters see of the media service: an interface :class:`roomcast.rtc.service.MediaService` implements.
 
-Signaling never imports the SFU; it hands offers addressed to a server endpoint (``to: "$echo"``, later
-``"$sfu"``) to a :class:`MediaBackend` and relays the answer or a typed :class:`MediaError`.
+Adapters never import the SFU; they hand offers addressed to a server endpoint (``$echo``, ``$publish``,
+``$subscribe``, ``$data``) to a :class:`MediaBackend` and relay the answer or a typed :class:`MediaError`.
 """
 
 from __future__ import annotations
