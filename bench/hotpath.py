@@ -2,6 +2,6 @@
 
 import sys
 
-from roomcast.app.bench import main
+from roomcast.tools.bench import main
 
 sys.exit(main())

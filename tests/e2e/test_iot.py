@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from roomcast.apps.iot import IotAgent
+from roomcast.tools.iot import IotAgent
 from tests.e2e.test_sfu import decoding_tracks
 from tests.signaling.wsclient import dev_token
 from tests.support.browser_fixtures import NewPage

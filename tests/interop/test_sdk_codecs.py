@@ -187,7 +187,7 @@ async def test_sdk_receives_whole_frames_from_a_chromium_publisher(server: Serve
 async def test_iot_agent_streams_an_h264_file(server: ServerProcess, media: tuple[Path, Path]) -> None:
     """``roomcast iot --video clip.h264``: the device publishes H.264 (not VP8) and a viewer gets whole
     access units of the file, a keyframe among them."""
-    from roomcast.apps.iot import IotAgent
+    from roomcast.tools.iot import IotAgent
 
     video, _ = media
     units = {u.annexb(): u.keyframe for u in read_annexb(video.read_bytes())}

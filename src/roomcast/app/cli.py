@@ -200,15 +200,15 @@ def token(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        from roomcast.app.bench import main as bench_main
+        from roomcast.tools.bench import main as bench_main
 
         return bench_main(argv[1:])
     if argv[:1] == ["iot"]:
-        from roomcast.apps.iot import iot_main
+        from roomcast.tools.iot import iot_main
 
         return iot_main(argv[1:])
     if argv[:1] == ["load"]:
-        from roomcast.app.load import load_main
+        from roomcast.tools.load import load_main
 
         return load_main(argv[1:])
     if argv[:1] == ["turn-config"]:

@@ -31,8 +31,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from roomcast.app.load_report import write_report
 from roomcast.sdk import RoomcastError, connect
+from roomcast.tools.load_report import write_report
 
 BITRATES = {"360p": 600_000, "720p": 1_500_000, "1080p": 3_000_000}
 PRESETS: dict[str, dict[str, Any]] = {
