@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roomcast.signaling.tokens import Grants, mint, verify
+from roomcast.rooms.tokens import Grants, mint, verify
 from tests.signaling.wsclient import Client, dev_token
 from tests.support.server import ServerProcess
 

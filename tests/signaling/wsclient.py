@@ -10,7 +10,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from roomcast.signaling.tokens import Grants, mint
+from roomcast.rooms.tokens import Grants, mint
 
 DEV_KEY, DEV_SECRET = "devkey", "devsecret"
 

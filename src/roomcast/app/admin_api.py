@@ -19,9 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from roomcast.app.config import Config
-from roomcast.signaling.rooms import Room, RoomError, RoomManager
-from roomcast.signaling.session import participant_info
-from roomcast.signaling.tokens import (
+from roomcast.rooms.manager import Room, RoomError, RoomManager
+from roomcast.rooms.tokens import (
     Grants,
     TokenError,
     mint,
@@ -30,6 +29,7 @@ from roomcast.signaling.tokens import (
     validate_room,
     verify,
 )
+from roomcast.signaling.session import participant_info
 
 _STATUS = {
     "room_not_found": 404,

@@ -35,11 +35,13 @@ from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
 from roomcast.app.drain import Drain
 from roomcast.apps.rules import DataRules
+from roomcast.rooms.manager import RoomManager
+from roomcast.rooms.resume import ResumeRegistry
 from roomcast.rtc.service import MediaService, start_media
+from roomcast.runtime.driver import TimerDriver
 from roomcast.runtime.memory import trim_after_departures
 from roomcast.signaling.messages import Error, IceServer
-from roomcast.signaling.rooms import RoomManager
-from roomcast.signaling.session import ResumeRegistry, SessionLimits, SignalingSession
+from roomcast.signaling.session import SessionLimits, SignalingSession
 from roomcast.turn.credentials import ice_servers as turn_ice_servers
 from roomcast.turn.credentials import mint_turn_credentials
 
@@ -180,6 +182,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     admin = AdminApi(config, manager, clock)
     limits = SessionLimits(join_timeout=config.join_timeout, messages_per_second=config.messages_per_second)
     resume = ResumeRegistry(manager, config.resume_window)
+    resume_timer = TimerDriver(resume, clock)
     drain = Drain(config.drain_timeout)
 
     @contextlib.asynccontextmanager
@@ -250,6 +253,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
                 media=ws.app.state.media,
                 ice_servers=ice_servers,
                 resume=resume,
+                resume_timer=resume_timer,
             )
             drain.add(session)
             try:

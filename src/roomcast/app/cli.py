@@ -13,7 +13,7 @@ from types import FrameType
 
 from roomcast import __version__
 from roomcast.app.config import Config, ConfigError, load
-from roomcast.signaling.tokens import Grants, mint, parse_duration, validate_identity, validate_room
+from roomcast.rooms.tokens import Grants, mint, parse_duration, validate_identity, validate_room
 
 WS_MAX_FRAME = 1024 * 1024  # frames above the 64 KiB message cap still get a typed error, then 1009
 

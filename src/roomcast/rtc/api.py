@@ -10,18 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from roomcast.rooms.model import PublishedTrack
+
 SERVER_TARGETS = frozenset({"$echo", "$publish", "$subscribe", "$data"})
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedTrack:
-    sid: str
-    participant: str
-    kind: str
-    source: str
-    name: str
-    muted: bool
-    track_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

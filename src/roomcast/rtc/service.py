@@ -26,7 +26,8 @@ from roomcast.proto.webrtc import (
     WebRtcTransport,
     new_ice_credentials,
 )
-from roomcast.rtc.api import MediaError, OfferContext, PublishedTrack
+from roomcast.rooms.model import PublishedTrack
+from roomcast.rtc.api import MediaError, OfferContext
 from roomcast.runtime.udp import UdpEndpoint
 from roomcast.sfu.datachannels import CHANNEL_LIMITS, SEND_BUFFER, SEND_CHUNKS, DataRouter
 from roomcast.sfu.echo import EchoSession

@@ -9,8 +9,8 @@ project's SDP parser instead of searched for substrings (an m-line without ``a=m
 
 from __future__ import annotations
 
-from roomcast.signaling.rooms import RoomError
-from roomcast.signaling.tokens import Grants
+from roomcast.rooms.model import RoomError
+from roomcast.rooms.tokens import Grants
 from roomcast.wire import ParseError
 from roomcast.wire.sdp import parse
 from roomcast.wire.sdp_media import DIRECTIONS

@@ -19,24 +19,26 @@ from typing import Literal
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from roomcast.rtc.api import SERVER_TARGETS, MediaBackend, MediaError, OfferContext, PublishedTrack
-from roomcast.signaling import messages as m
-from roomcast.signaling.relay import check_relay
-from roomcast.signaling.rooms import (
+from roomcast.rooms.manager import RoomManager, client_key
+from roomcast.rooms.model import (
     DataEvent,
     Participant,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     PermissionsEvent,
+    PublishedTrack,
     Room,
     RoomError,
     RoomEvent,
-    RoomManager,
     SignalEvent,
     TracksEvent,
-    client_key,
 )
-from roomcast.signaling.tokens import AccessToken, TokenError, verify
+from roomcast.rooms.resume import ResumeRegistry
+from roomcast.rooms.tokens import AccessToken, TokenError, verify
+from roomcast.rtc.api import SERVER_TARGETS, MediaBackend, MediaError, OfferContext
+from roomcast.runtime.driver import TimerDriver
+from roomcast.signaling import messages as m
+from roomcast.signaling.relay import check_relay
 
 log = logging.getLogger("roomcast.signaling")
 
@@ -191,83 +193,6 @@ class _Sink:
         self.outbox.close(CLOSE_NORMAL, code)
 
 
-@dataclass(eq=False)
-class _Parked:
-    room: Room
-    participant: Participant
-    media: MediaBackend | None
-    expiry: asyncio.TimerHandle | None = None
-
-
-class _ParkedSink:
-    """The room's view of a parked participant: events are dropped (a resume sends the current state), and
-    when the room closes it (same identity joined again, kick, room deleted) its media closes at once, so a
-    join → publish → drop loop cannot pile up parked tracks and transports (issue 12 H2)."""
-
-    def __init__(self, registry: ResumeRegistry, token: str) -> None:
-        self.registry = registry
-        self.token = token
-
-    def deliver(self, event: RoomEvent) -> None:
-        pass
-
-    def close(self, code: str, reason: str) -> None:
-        self.registry.evict(self.token)
-
-
-class ResumeRegistry:
-    """Participants whose socket dropped, kept (with their media) for ``window`` seconds (DESIGN:
-    reconnection). A new socket with the same identity and the resume token takes the participant back."""
-
-    def __init__(self, manager: RoomManager, window: float = 20.0) -> None:
-        self.manager = manager
-        self.window = window
-        self.parked: dict[str, _Parked] = {}
-
-    def park(self, token: str, room: Room, participant: Participant, media: MediaBackend | None) -> None:
-        parked = _Parked(room, participant, media)
-        parked.expiry = asyncio.get_running_loop().call_later(self.window, self._expire, token)
-        participant.sink = _ParkedSink(self, token)
-        self.parked[token] = parked
-
-    def take(self, resume_token: str, token: AccessToken, now: float) -> _Parked | None:
-        """The parked participant for ``resume_token``, if ``token`` may take it back: same identity, same room
-        (a resume token stolen from room A with a room-B token is refused), and not revoked since."""
-        parked = self.parked.get(resume_token)
-        if parked is None or parked.participant.identity != token.identity:
-            return None
-        if parked.room.name != token.grants.room or self.manager.is_revoked(token, now):
-            return None
-        del self.parked[resume_token]
-        if parked.expiry is not None:
-            parked.expiry.cancel()
-        if not self.manager.is_current(parked.room, parked.participant):
-            self._close_media(parked)
-            return None
-        return parked
-
-    def evict(self, token: str) -> None:
-        """The room let go of a parked participant: free its media now (the room announces the departure)."""
-        parked = self.parked.pop(token, None)
-        if parked is None:
-            return
-        if parked.expiry is not None:
-            parked.expiry.cancel()
-        self._close_media(parked)
-
-    def _expire(self, token: str) -> None:
-        parked = self.parked.pop(token, None)
-        if parked is None:
-            return
-        self._close_media(parked)
-        self.manager.leave(parked.room, parked.participant, "disconnected")
-
-    @staticmethod
-    def _close_media(parked: _Parked) -> None:
-        if parked.media is not None:
-            parked.media.close_owner(parked.participant.sid)
-
-
 class SignalingSession:
     def __init__(
         self,
@@ -281,8 +206,10 @@ class SignalingSession:
         media: MediaBackend | None = None,
         ice_servers: Callable[[str], list[m.IceServer]] | None = None,
         resume: ResumeRegistry | None = None,
+        resume_timer: TimerDriver | None = None,
     ) -> None:
         self.resume = resume
+        self.resume_timer = resume_timer  # drives the registry's expiry (required with ``resume``)
         self.resume_token = secrets.token_urlsafe(18)
         self._left = False
         self._leave_reason = "disconnected"
@@ -603,7 +530,11 @@ class SignalingSession:
             return False  # we closed it (kick, policy, fatal error): no resume
         if not self.manager.is_current(room, participant):
             return False
-        self.resume.park(self.resume_token, room, participant, self.media)
+        media, sid = self.media, participant.sid
+        release = (lambda: media.close_owner(sid)) if media is not None else (lambda: None)
+        self.resume.park(self.resume_token, room, participant, release, self.clock())
+        if self.resume_timer is not None:
+            self.resume_timer.poke()
         self._count("parked")
         return True
 

@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from roomcast.signaling.rooms import (
+from roomcast.rooms.manager import (
     DataAuthorizer,
     DataEvent,
     ParticipantJoinedEvent,
@@ -12,7 +12,7 @@ from roomcast.signaling.rooms import (
     RoomManager,
     client_key,
 )
-from roomcast.signaling.tokens import AccessToken, Grants
+from roomcast.rooms.tokens import AccessToken, Grants
 
 
 @dataclass

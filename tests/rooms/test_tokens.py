@@ -4,7 +4,7 @@ import json
 import jwt
 import pytest
 
-from roomcast.signaling.tokens import MAX_TOKEN_LIFETIME, Grants, TokenError, mint, parse_duration, verify
+from roomcast.rooms.tokens import MAX_TOKEN_LIFETIME, Grants, TokenError, mint, parse_duration, verify
 
 KEYS = {"key1": "a-secret-that-is-long-enough-for-hs256-0123"}
 NOW = 1_800_000_000.0

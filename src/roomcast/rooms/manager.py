@@ -1,9 +1,5 @@
-"""The room model: rooms, participants and their permissions, independent of any wire protocol.
-
-Adapters (the JSON WebSocket protocol today, WHIP/WHEP or another SFU's protocol later) attach a
-:class:`ParticipantSink` per participant and call the manager; the manager decides and delivers
-:class:`RoomEvent`s back through the sinks. Everything here runs on one event loop thread and never
-blocks: sinks must queue, not wait.
+"""The room manager: every room of this node, joins and leaves, kicks and revocation, moderation, data rules
+and per-client quotas. Everything runs on one event loop thread and never blocks: sinks must queue, not wait.
 """
 
 from __future__ import annotations
@@ -11,20 +7,30 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Literal
 
-from roomcast.rtc.api import PublishedTrack
-from roomcast.signaling.tokens import MAX_TOKEN_LIFETIME, AccessToken, Grants, validate_room
+from roomcast.rooms.model import (
+    DataAuthorizer,
+    DataEvent,
+    Participant,
+    ParticipantJoinedEvent,
+    ParticipantLeftEvent,
+    ParticipantSink,
+    PermissionsEvent,
+    PublishedTrack,
+    Room,
+    RoomError,
+    RoomEvent,
+    SignalEvent,
+    TracksEvent,
+)
+from roomcast.rooms.tokens import MAX_TOKEN_LIFETIME, AccessToken, validate_room
 
 DEFAULT_MAX_PARTICIPANTS = 50
 DEFAULT_MAX_ROOMS = 1000
 DEFAULT_MAX_AUTO_ROOMS_PER_CLIENT = 100  # rooms one client (an IPv4 address, an IPv6 /64) may bring into being
-
-# (identity, topic, room_admin, now) -> None, or (error code, reason): the apps' data rules (apps/rules.py),
-# applied by the room to data sent on any path (the signaling socket here, data channels in the SFU).
-DataAuthorizer = Callable[[str, str | None, bool, float], tuple[str, str] | None]
 
 
 def client_key(host: str) -> str:
@@ -39,109 +45,6 @@ def client_key(host: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
-
-
-class RoomError(Exception):
-    """A refused room operation; ``code`` is stable and sent to clients."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipantJoinedEvent:
-    participant: Participant
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipantLeftEvent:
-    identity: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class SignalEvent:
-    """A negotiation message relayed between two participants of a peer-to-peer room."""
-
-    kind: Literal["offer", "answer", "ice_candidate"]
-    sender: str
-    sdp: str | None = None
-    candidate: str | None = None
-    sdp_mid: str | None = None
-    sdp_mline_index: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DataEvent:
-    sender: str
-    payload: str
-    topic: str | None
-    binary: bool
-    ts: float
-
-
-@dataclass(frozen=True, slots=True)
-class TracksEvent:
-    tracks: tuple[PublishedTrack, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PermissionsEvent:
-    """Delivered to a participant whose grants a moderator changed, and to the others as an update."""
-
-    participant: Participant
-    by: str
-
-
-RoomEvent = ParticipantJoinedEvent | ParticipantLeftEvent | SignalEvent | DataEvent | TracksEvent | PermissionsEvent
-
-
-class ParticipantSink(Protocol):
-    """Where the room delivers a participant's events. Must not block."""
-
-    def deliver(self, event: RoomEvent) -> None: ...
-
-    def close(self, code: str, reason: str) -> None: ...
-
-
-# --------------------------------------------------------------------------- model
-
-
-@dataclass(eq=False, slots=True)
-class Participant:
-    identity: str
-    name: str
-    sid: str
-    joined_at: float
-    grants: Grants
-    token_id: str
-    sink: ParticipantSink
-    metadata: str | None = None
-    token_expires_at: float = float("inf")
-
-
-@dataclass(eq=False, slots=True)
-class Room:
-    name: str
-    sid: str
-    created_at: float
-    max_participants: int
-    auto_created: bool
-    mode: Literal["p2p", "sfu"] = "p2p"
-    participants: dict[str, Participant] = field(default_factory=dict)
-    created_by: str = ""  # client key of an auto-created room (per-client room quota)
-    data_rules: DataAuthorizer | None = None
-
-    def visible(self) -> Iterator[Participant]:
-        return (p for p in self.participants.values() if not p.grants.hidden)
-
-    def others(self, identity: str) -> Iterator[Participant]:
-        return (p for p in self.participants.values() if p.identity != identity)
 
 
 class RoomManager:
@@ -385,14 +288,16 @@ class RoomManager:
 
 
 __all__ = [
+    "DEFAULT_MAX_PARTICIPANTS",
+    "DEFAULT_MAX_ROOMS",
     "DataAuthorizer",
     "DataEvent",
-    "Grants",
     "Participant",
     "ParticipantJoinedEvent",
     "ParticipantLeftEvent",
     "ParticipantSink",
     "PermissionsEvent",
+    "PublishedTrack",
     "Room",
     "RoomError",
     "RoomEvent",
