@@ -4,8 +4,8 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
+from roomcast.proto.feedback import KeyframeThrottle, NackGenerator, RtxRing
 from roomcast.sfu.consumer import Consumer
-from roomcast.sfu.feedback import KeyframeThrottle, NackGenerator, RtxRing
 from roomcast.wire.rtp import header_length as rtp_header_length
 
 

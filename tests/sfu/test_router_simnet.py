@@ -11,8 +11,8 @@ import struct
 from dataclasses import dataclass, field
 
 from roomcast.proto.common import Addr, Transmit
+from roomcast.proto.feedback import NackGenerator
 from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
-from roomcast.sfu.feedback import NackGenerator
 from roomcast.sfu.router import Router
 from roomcast.wire.rtcp import GenericNack, Pli, parse_compound
 from roomcast.wire.rtp import RtpPacket, unwrap_rtx

@@ -25,6 +25,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from roomcast.proto.dtls import DtlsCertificate
+from roomcast.proto.feedback import RtxRing
 from roomcast.proto.sctp import AssociationEstablished, ChannelOpened, MessageReceived, SctpAssociation
 from roomcast.proto.webrtc import (
     TransportConnected,
@@ -35,9 +36,8 @@ from roomcast.proto.webrtc import (
 )
 from roomcast.sdk.frames import CODECS, Frame, FrameAssembler
 from roomcast.sdk.offer import PAYLOAD_TYPES, VIDEO_CODECS, OfferedTrack, client_offer
-from roomcast.sfu.datachannels import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
-from roomcast.sfu.feedback import RtxRing
 from roomcast.wire import ParseError
+from roomcast.wire.envelope import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
 from roomcast.wire.rtcp import Fir, GenericNack, Pli, parse_compound
 from roomcast.wire.sdp import SessionDescription
 

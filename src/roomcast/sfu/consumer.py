@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from roomcast.sfu.feedback import RtxRing
+from roomcast.proto.feedback import RtxRing
 from roomcast.wire.rtp import header_length
 
 _SEQ_TS = struct.Struct("!HI")

@@ -15,46 +15,20 @@ only the server's answers to what it sends (M3).
 
 from __future__ import annotations
 
-import json
-import struct
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from roomcast.proto.sctp import ChannelClosed, ChannelOpened, ChannelRefused, MessageReceived, SctpEvent, SendBufferFull
 from roomcast.proto.webrtc import WebRtcTransport
+from roomcast.wire.envelope import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
 
-LABEL_RELIABLE = "_roomcast"
-LABEL_LOSSY = "_roomcast_lossy"
-CHUNK = 60 * 1024
 MAX_ENVELOPE = 64 * 1024 + 1024
-MAX_HEADER = 4096
 RECEIVER_BACKLOG = 4 * 1024 * 1024
 SEND_BUFFER, SEND_CHUNKS = 2 * RECEIVER_BACKLOG, 8192  # the association's hard bound per participant
 CHANNEL_LIMITS = {LABEL_RELIABLE: 1, LABEL_LOSSY: 1}  # what a $data association may open, at once
 HISTORY = 50
 RATE_MESSAGES, RATE_BYTES = 200.0, 8 * 1024 * 1024.0  # per second per participant; bursts of twice that
-
-
-def encode_envelope(header: dict[str, Any], payload: bytes) -> bytes:
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    return struct.pack("!H", len(raw)) + raw + payload
-
-
-def decode_envelope(data: bytes) -> tuple[dict[str, Any], bytes]:
-    if len(data) < 2:
-        raise ValueError("envelope shorter than its header length")
-    size = struct.unpack_from("!H", data)[0]
-    if size > MAX_HEADER or 2 + size > len(data):
-        raise ValueError("envelope header length runs past the message")
-    try:
-        header = json.loads(data[2 : 2 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValueError("envelope header is not JSON") from None
-    if not isinstance(header, dict):
-        raise ValueError("envelope header must be an object")
-    return header, data[2 + size :]
 
 
 @dataclass(eq=False)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from roomcast.proto.feedback import KeyframeThrottle
 from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.webrtc import WebRtcTransport
 from roomcast.sfu.consumer import Consumer
-from roomcast.sfu.feedback import KeyframeThrottle, subscriber_feedback
+from roomcast.sfu.feedback import subscriber_feedback
 from roomcast.wire.rtcp import Pli
 from roomcast.wire.rtp import header_length, read_extension
 

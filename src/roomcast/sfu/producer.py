@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from roomcast.proto.feedback import KeyframeThrottle, NackGenerator
 from roomcast.proto.jsep import NegotiatedMedia
 from roomcast.sfu.consumer import Consumer
-from roomcast.sfu.feedback import KeyframeThrottle, NackGenerator
 from roomcast.wire.rtcp import ReportBlock
 from roomcast.wire.sdp import Codec
 
