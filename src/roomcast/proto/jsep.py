@@ -23,7 +23,7 @@ from roomcast.proto.codecs import (
     select_codecs,
     select_extensions,
 )
-from roomcast.wire.sdp import Attribute, Codec, MediaDescription, SessionDescription
+from roomcast.wire.sdp import Attribute, Codec, MediaDescription, Rid, SessionDescription
 
 Mode = Literal["echo", "publish", "subscribe", "recvonly"]
 DirectionPolicy = Callable[[MediaDescription], str]
@@ -106,6 +106,10 @@ class NegotiatedMedia:
     send_rtx_ssrc: int | None
     track_id: str | None
     remote_track_id: str | None = None  # the offerer's a=msid track id (publish metadata is keyed by it)
+    # Accepted simulcast streams (RFC 8853 §5.1), lowest resolution first, each its alternative rids
+    # ("~" stripped); empty when the m-line is not simulcast. Also SSRCs of a=ssrc-group:SIM, if any.
+    layers: tuple[tuple[str, ...], ...] = ()
+    simulcast_ssrcs: tuple[int, ...] = ()
 
     @property
     def clock_rate(self) -> int:
@@ -315,11 +319,13 @@ class _AnswerBuilder:
                 fmts.append(str(rtx_codec.payload_type))
             attrs += codec_attributes(codec, rtx_codec, params.codecs)
         send_rids = [rid for rid in m.rids() if rid.direction == "send"]
+        layers: tuple[tuple[str, ...], ...] = ()
         if receiving and send_rids and m.simulcast is not None and m.simulcast.send:
             # RFC 8853 §5.3: accept the offered layers by mirroring them as recv.
             attrs += [("rid", f"{rid.id} recv") for rid in send_rids]
             streams = ";".join(",".join(alts) for alts in m.simulcast.send)
             attrs.append(("simulcast", f"recv {streams}"))
+            layers = _layer_order(m.simulcast.send, send_rids)
         if send_ssrc is not None:
             if send_rtx is not None:
                 attrs.append(("ssrc-group", f"FID {send_ssrc} {send_rtx}"))
@@ -343,6 +349,8 @@ class _AnswerBuilder:
                 send_rtx_ssrc=send_rtx,
                 track_id=track.track_id if sending else None,
                 remote_track_id=_msid_track(m),
+                layers=layers,
+                simulcast_ssrcs=_sim_ssrcs(m) if receiving else (),
             )
         )
         proto = "UDP/TLS/RTP/SAVPF"
@@ -389,6 +397,27 @@ def _remote_ssrcs(m: MediaDescription) -> tuple[tuple[int, ...], dict[int, int]]
             rtx[group.ssrcs[0]] = group.ssrcs[1]
     secondaries = set(rtx.values())
     return tuple(s for s in m.ssrcs() if s not in secondaries), rtx
+
+
+def _layer_order(streams: tuple[tuple[str, ...], ...], rids: list[Rid]) -> tuple[tuple[str, ...], ...]:
+    """Simulcast streams lowest resolution first. The a=simulcast order is a preference, not a size
+    (RFC 8853 §5.1), so: rids named q/h/f (LiveKit's and our SDK's quarter/half/full) by name, else by
+    ``max-width`` when every rid gives one (RFC 8851 §4), else as offered (Chrome lists its
+    ``sendEncodings`` in order, lowest first by convention, as mediasoup also assumes)."""
+    layers = [tuple(rid.lstrip("~") for rid in alts) for alts in streams]
+    names = {alts[0] for alts in layers}
+    rank = {"q": 0, "h": 1, "f": 2}
+    if names and names <= rank.keys():
+        return tuple(sorted(layers, key=lambda alts: rank[alts[0]]))
+    widths = {rid.id: dict(rid.params).get("max-width", "") for rid in rids}
+    if all(widths.get(alts[0], "").isdigit() for alts in layers):
+        return tuple(sorted(layers, key=lambda alts: int(widths[alts[0]][:9])))
+    return tuple(layers)
+
+
+def _sim_ssrcs(m: MediaDescription) -> tuple[int, ...]:
+    """``a=ssrc-group:SIM`` (the pre-rid way to signal simulcast), lowest resolution first."""
+    return next((g.ssrcs for g in m.ssrc_groups() if g.semantics == "SIM" and len(g.ssrcs) > 1), ())
 
 
 def _msid_track(m: MediaDescription) -> str | None:

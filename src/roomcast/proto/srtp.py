@@ -96,7 +96,7 @@ class SrtpContext:
         except (Error, ValueError, TypeError) as exc:
             raise SrtpError(f"protect failed: {exc}") from None
 
-    def protect_rewritten(self, rtp: bytes, b1: int, seq: int, ts: int, ssrc: int) -> bytes:
+    def protect_rewritten(self, rtp: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int) -> bytes:
         """:meth:`protect` of ``rtp`` with byte 1 (marker and payload type), sequence number,
         timestamp and SSRC replaced; ``rtp`` itself is not modified."""
         n = len(rtp)

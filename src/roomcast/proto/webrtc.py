@@ -204,7 +204,7 @@ class WebRtcTransport:
         else:
             self._transmits.append(Transmit(self.remote, self.srtp.protect(packet)))
 
-    def send_rtp_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int) -> None:
+    def send_rtp_rewritten(self, packet: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int) -> None:
         """:meth:`send_rtp` of ``packet`` with its byte 1, sequence number, timestamp and SSRC replaced
         (the SFU's forwarding path: the rewrite happens inside SRTP's buffer, no copy of our own)."""
         if self.srtp is None or self.remote is None or self.closed:

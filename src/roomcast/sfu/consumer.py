@@ -22,8 +22,9 @@ _SEQ_TS = struct.Struct("!HI")
 _B1_SEQ_TS_SSRC = struct.Struct("!BHII")
 
 Sender = Callable[[bytes | bytearray], None]
-RewritingSender = Callable[[bytes, int, int, int, int], None]
-"""``(source packet, byte 1, sequence number, timestamp, SSRC)``: send the source with those replaced."""
+RewritingSender = Callable[[bytes | bytearray, int, int, int, int], None]
+"""``(source packet, byte 1, sequence number, timestamp, SSRC)``: send the source with those replaced.
+The packet may be a buffer its caller reuses: copy it to keep it."""
 
 
 class Consumer:
@@ -124,6 +125,9 @@ class Consumer:
         _B1_SEQ_TS_SSRC.pack_into(buf, 1, b1, out_seq, out_ts, self.ssrc)
         return buf
 
+    def _patch_payload(self, pkt: bytearray, stamp: int) -> None:
+        """Re-apply payload rewrites recorded in the ring stamp above its 32 timestamp bits (none here)."""
+
     def _rebase(self, source_ssrc: int, seq: int, ts: int, now: float) -> None:
         if self.last_out_seq is None:
             self.seq_offset = 0
@@ -133,6 +137,17 @@ class Consumer:
             self.seq_offset = (self.last_out_seq + 1 - seq) & 0xFFFF
             self.ts_offset = (self.last_out_ts + elapsed - ts) & 0xFFFFFFFF
         self.source_ssrc = source_ssrc
+
+    def detach(self) -> None:
+        """It no longer consumes its producer (a simulcast consumer leaves its layers)."""
+
+    def continue_numbering(self, other: Consumer) -> None:
+        """Carry on ``other``'s output numbering (a parked subscriber m-line reused for a new track): the
+        m-line's SSRC is fixed, so SRTP's packet index and the browser's jitter buffer need it continuous."""
+        self.last_out_seq, self.last_out_ts = other.last_out_seq, other.last_out_ts
+        self.last_sent_at = other.last_sent_at
+        self.rtx_seq = other.rtx_seq
+        self.source_ssrc = None
 
     def pause(self) -> None:
         """Stop forwarding; the next packet after :meth:`resume` re-bases so the stream stays continuous."""
@@ -153,7 +168,10 @@ class Consumer:
             mapped = self.pt_map.get(b1 & 0x7F)
             if mapped is not None:
                 b1 = (b1 & 0x80) | mapped
-            pkt = self._rewrite(source, b1, seq, self.ring.stamp(seq))
+            stamp = self.ring.stamp(seq)
+            pkt = self._rewrite(source, b1, seq, stamp & 0xFFFFFFFF)
+            if stamp > 0xFFFFFFFF:
+                self._patch_payload(pkt, stamp)
             if self.rtx_ssrc is not None:
                 rtx_pt = self.rtx_pt.get(pkt[1] & 0x7F)
                 if rtx_pt is None:

@@ -6,6 +6,10 @@ wants; we answer sendonly). Packets are forwarded without decoding; the router o
 (:class:`~roomcast.sfu.consumer.Consumer`) and handles feedback: NACK from the RTX ring, keyframe
 requests upstream through a throttle, NACKs upstream for what the publisher's packets are missing.
 
+A publisher's packets find their producer and layer through its :class:`~roomcast.sfu.listener.Listener`;
+a simulcast producer's subscribers each get a :class:`~roomcast.sfu.simulcast.SimulcastConsumer`, whose
+layer is chosen through :meth:`Router.set_target_layer` or :meth:`Router.set_bitrate_budget`.
+
 Closing cascades: router → participants → their transports, producers and consumers.
 """
 
@@ -20,7 +24,10 @@ from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.webrtc import WebRtcTransport
 from roomcast.sfu.consumer import Consumer
 from roomcast.sfu.feedback import subscriber_feedback
-from roomcast.sfu.producer import Producer, payload_type_map
+from roomcast.sfu.listener import Listener
+from roomcast.sfu.producer import Layer, Producer, payload_type_map
+from roomcast.sfu.simulcast import SimulcastConsumer
+from roomcast.sfu.stats import router_stats
 from roomcast.wire import ParseError
 from roomcast.wire.rtcp import (
     GenericNack,
@@ -31,9 +38,8 @@ from roomcast.wire.rtcp import (
     SenderReport,
     parse_compound,
 )
-from roomcast.wire.rtp import header_length, read_extension, unwrap_rtx
+from roomcast.wire.rtp import header_length, unwrap_rtx
 
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 SERVER_SSRC = 1
 NACK_INTERVAL = 0.02
 REPORT_INTERVAL = 1.0
@@ -45,18 +51,20 @@ class ParticipantMedia:
     identity: str
     publisher: WebRtcTransport | None = None
     subscriber: WebRtcTransport | None = None
-    producers: dict[str, Producer] = field(default_factory=dict)  # by mid
-    by_ssrc: dict[int, Producer] = field(default_factory=dict)
-    rtx_ssrcs: dict[int, Producer] = field(default_factory=dict)
+    listener: Listener = field(default_factory=Listener)
     consumers: dict[str, tuple[Consumer, Producer]] = field(default_factory=dict)  # by subscriber mid
     consumers_by_ssrc: dict[int, tuple[Consumer, Producer]] = field(default_factory=dict)
-    mid_ext_ids: set[int] = field(default_factory=set)
     send_ssrcs: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # stable across renegotiation
     # A subscriber m-line keeps its SSRC for life, so it must keep its sequence numbering too (SRTP's
     # packet index and the browser's jitter buffer depend on it): its consumer is parked, not dropped.
     parked: dict[str, Consumer] = field(default_factory=dict)
     last_nack: float = 0.0
     last_report: float = 0.0
+
+    @property
+    def producers(self) -> dict[str, Producer]:
+        """This participant's producers by mid (the listener's table)."""
+        return self.listener.by_mid
 
 
 class Router:
@@ -76,13 +84,15 @@ class Router:
     def participant(self, owner: str, identity: str) -> ParticipantMedia:
         media = self.participants.get(owner)
         if media is None:
-            media = self.participants[owner] = ParticipantMedia(owner, identity)
+            media = self.participants[owner] = ParticipantMedia(owner, identity, listener=Listener(self.counters))
         return media
 
     def remove_participant(self, owner: str) -> None:
         media = self.participants.pop(owner, None)
         if media is None:
             return
+        for parked in media.parked.values():
+            parked.detach()
         for transport in (media.publisher, media.subscriber):
             if transport is not None:
                 transport.close()
@@ -90,6 +100,7 @@ class Router:
         for producer in removed:
             self._close_producer(producer)
         for consumer, producer in media.consumers.values():
+            consumer.detach()
             if consumer in producer.consumers:
                 producer.consumers.remove(consumer)
                 self._retire(consumer)
@@ -140,23 +151,15 @@ class Router:
                 source=source,
                 name=name,
                 track_id=m.remote_track_id or "",
+                layer_rids=m.layers if len(m.layers) > 1 and m.kind == "video" else (),
             )
-            if m.remote_ssrcs:
-                producer.ssrc = m.remote_ssrcs[0]
-                media.by_ssrc[producer.ssrc] = producer
-                rtx = m.remote_rtx.get(producer.ssrc)
-                if rtx is not None:
-                    producer.rtx_ssrc = rtx
-                    media.rtx_ssrcs[rtx] = producer
-            mid_id = m.extensions.get(MID_URI)
-            if mid_id is not None:
-                media.mid_ext_ids.add(mid_id)
-            media.producers[m.mid] = producer
+            media.listener.add(producer, m)
             self.producers[producer.sid] = producer
             changed = True
         for mid in [mid for mid in media.producers if mid not in seen]:
             self._close_producer(media.producers[mid])
             changed = True
+        media.listener.index_payload_types(negotiated.media)
         if changed:
             self.on_tracks_changed(self)
 
@@ -173,15 +176,13 @@ class Router:
     def _close_producer(self, producer: Producer) -> None:
         producer.closed = True
         for consumer in producer.consumers:
+            consumer.detach()
             self._retire(consumer)
         producer.consumers.clear()
         self.producers.pop(producer.sid, None)
         owner = self.participants.get(producer.owner)
         if owner is not None:
-            owner.producers.pop(producer.mid, None)
-            for table in (owner.by_ssrc, owner.rtx_ssrcs):
-                for ssrc in [s for s, p in table.items() if p is producer]:
-                    del table[ssrc]
+            owner.listener.remove(producer)
 
     def set_muted(self, owner: str, track_sid: str, muted: bool) -> bool:
         producer = self.producers.get(track_sid)
@@ -222,30 +223,37 @@ class Router:
             self.counters["rtp_malformed"] += 1
             return
         ssrc = int.from_bytes(pkt[8:12], "big")
-        producer = media.by_ssrc.get(ssrc)
+        listener = media.listener
+        layer = listener.by_ssrc.get(ssrc)
         now = media.publisher.now if media.publisher is not None else 0.0
-        if producer is None:
-            rtx_owner = media.rtx_ssrcs.get(ssrc)
-            if rtx_owner is not None and rtx_owner.ssrc is not None:
-                media_pt = next((pt for pt, r in rtx_owner.rtx.items() if r == pkt[1] & 0x7F), None)
-                if media_pt is None or header_length(pkt) + 2 > len(pkt):
-                    self.counters["rtx_padding_dropped"] += 1  # bandwidth probes carry no payload
-                    return
-                try:
-                    original = unwrap_rtx(pkt, rtx_owner.ssrc, media_pt)
-                except ParseError:
-                    self.counters["rtx_malformed"] += 1
-                    return
-                self.counters["rtx_recovered"] += 1
-                rtx_owner.forward(original, now)
-                return
-            producer = self._learn(media, pkt, ssrc)
-            if producer is None:
+        if layer is None:
+            layer = listener.rtx_by_ssrc.get(ssrc) or listener.learn(pkt, ssrc)
+            if layer is None:
                 self.counters["unknown_ssrc"] += 1
                 return
-        producer.forward(pkt, now)
-        if producer.nack.missing and now - media.last_nack >= NACK_INTERVAL:
+            if ssrc in listener.rtx_by_ssrc:
+                self._on_publisher_rtx(layer, pkt, now)
+                return
+        layer.forward(pkt, now)
+        if layer.nack.missing and now - media.last_nack >= NACK_INTERVAL:
             self._send_nacks(media, now)
+
+    def _on_publisher_rtx(self, layer: Layer, pkt: bytes, now: float) -> None:
+        """RFC 4588 §4: an RTX packet repairs its layer's stream (payload type mapped back by ``apt``)."""
+        if layer.ssrc is None:
+            self.counters["rtx_before_media"] += 1
+            return
+        media_pt = next((pt for pt, r in layer.producer.rtx.items() if r == pkt[1] & 0x7F), None)
+        if media_pt is None or header_length(pkt) + 2 > len(pkt):
+            self.counters["rtx_padding_dropped"] += 1  # bandwidth probes carry no payload
+            return
+        try:
+            original = unwrap_rtx(pkt, layer.ssrc, media_pt)
+        except ParseError:
+            self.counters["rtx_malformed"] += 1
+            return
+        self.counters["rtx_recovered"] += 1
+        layer.forward(original, now)
 
     def _on_publisher_rtcp(self, media: ParticipantMedia, data: bytes) -> None:
         """Sender reports go on to every subscriber, rewritten onto its SSRC and timeline (lip sync)."""
@@ -258,13 +266,15 @@ class Router:
         for packet in packets:
             if not isinstance(packet, SenderReport):
                 continue
-            producer = media.by_ssrc.get(packet.ssrc)
-            if producer is None:
+            layer = media.listener.by_ssrc.get(packet.ssrc)
+            if layer is None:
                 continue
-            producer.last_sr_ntp, producer.last_sr_at = packet.ntp_timestamp, now
-            for consumer in producer.consumers:
+            layer.sr_ntp, layer.sr_rtp, layer.sr_at = packet.ntp_timestamp, packet.rtp_timestamp, now
+            for consumer in layer.producer.consumers:
                 if consumer.send_rtcp is None or consumer.packets_sent == 0:
                     continue
+                if isinstance(consumer, SimulcastConsumer) and consumer.current != layer.index:
+                    continue  # each layer has its own timeline: only the one forwarded maps
                 report = SenderReport(
                     consumer.ssrc,
                     packet.ntp_timestamp,
@@ -276,37 +286,18 @@ class Router:
                 consumer.remember_sr(packet.ntp_timestamp, now)
                 self.counters["sr_forwarded"] += 1
 
-    def _learn(self, media: ParticipantMedia, pkt: bytes, ssrc: int) -> Producer | None:
-        """RFC 8843 §15: an SSRC not in the SDP is bound to its m-line by the MID header extension."""
-        for ext_id in media.mid_ext_ids:
-            value = read_extension(pkt, ext_id)
-            if value is None:
-                continue
-            producer = media.producers.get(value.decode("ascii", "replace"))
-            if producer is None:
-                return None
-            if (pkt[1] & 0x7F) in producer.rtx.values():
-                producer.rtx_ssrc = ssrc
-                media.rtx_ssrcs[ssrc] = producer
-                return None
-            if producer.ssrc is None:
-                producer.ssrc = ssrc
-                media.by_ssrc[ssrc] = producer
-                return producer
-        return None
-
     def _send_nacks(self, media: ParticipantMedia, now: float) -> None:
         media.last_nack = now
         transport = media.publisher
         if transport is None:
             return
-        for producer in media.producers.values():
-            if producer.ssrc is None or not producer.nack.missing:
+        for layer in media.listener.by_ssrc.values():
+            if not layer.nack.missing or layer.ssrc is None:
                 continue
-            lost = producer.nack.due(now)
+            lost = layer.nack.due(now)
             if lost:
                 self.counters["nack_sent"] += 1
-                transport.send_rtcp(GenericNack(SERVER_SSRC, producer.ssrc, tuple(lost)).serialize())
+                transport.send_rtcp(GenericNack(SERVER_SSRC, layer.ssrc, tuple(lost)).serialize())
 
     def tick(self, now: float) -> None:
         """Periodic work driven by the runtime: upstream NACK retries, receiver reports to publishers.
@@ -317,11 +308,15 @@ class Router:
             return
         self._last_tick = now
         for media in self.participants.values():
-            if any(p.nack.missing for p in media.producers.values()):
+            layers = media.listener.by_ssrc.values()
+            if any(layer.nack.missing for layer in layers):
                 self._send_nacks(media, now)
+            for consumer, producer in media.consumers.values():
+                if producer.simulcast and isinstance(consumer, SimulcastConsumer):
+                    consumer.handle_timeout(now)
             if media.publisher is not None and now - media.last_report >= REPORT_INTERVAL:
                 media.last_report = now
-                blocks = tuple(p.report_block(now) for p in media.producers.values() if p.ssrc is not None)
+                blocks = tuple(layer.report_block(now) for layer in layers)
                 if blocks:
                     media.publisher.send_rtcp(ReceiverReport(SERVER_SSRC, blocks[:31]).serialize())
                     self.counters["rr_sent"] += 1
@@ -331,7 +326,7 @@ class Router:
         media = self.participants.get(owner)
         if media is None or media.publisher is None:
             return
-        ssrcs = tuple(p.ssrc for p in media.producers.values() if p.ssrc is not None and p.kind == "video")
+        ssrcs = tuple(ssrc for ssrc, layer in media.listener.by_ssrc.items() if layer.producer.kind == "video")
         if ssrcs:
             media.publisher.send_rtcp(Remb(SERVER_SSRC, bitrate, ssrcs).serialize())
 
@@ -358,6 +353,7 @@ class Router:
                 if consumer in producer.consumers:
                     producer.consumers.remove(consumer)
                     self._retire(consumer)
+                consumer.detach()
                 del media.consumers[mid]
                 media.consumers_by_ssrc.pop(consumer.ssrc, None)
                 media.parked[mid] = consumer
@@ -365,32 +361,38 @@ class Router:
             if mid in media.consumers:
                 continue
             assert m.send_ssrc is not None
+            consumer = self._new_consumer(producer, m, m.send_ssrc, transport)
             parked = media.parked.pop(mid, None)
             if parked is not None and parked.ssrc == m.send_ssrc:
-                consumer = parked
-                consumer.source_ssrc = None  # re-base onto the new producer: numbering continues
-                consumer.paused = False
-                consumer.pt_map = payload_type_map(producer, m)
-                consumer.rtx_pt = dict(m.rtx)
-                consumer.clock_rate = m.clock_rate
-                consumer.send = transport.send_rtp
-                consumer.send_rtcp = transport.send_rtcp
-            else:
-                consumer = Consumer(
-                    ssrc=m.send_ssrc,
-                    kind=m.kind,
-                    clock_rate=m.clock_rate,
-                    send=transport.send_rtp,
-                    send_rewritten=transport.send_rtp_rewritten,
-                    pt_map=payload_type_map(producer, m),
-                    rtx_ssrc=m.send_rtx_ssrc,
-                    rtx_pt=dict(m.rtx),
-                    send_rtcp=transport.send_rtcp,
-                )
+                consumer.continue_numbering(parked)
             producer.consumers.append(consumer)
             media.consumers[mid] = (consumer, producer)
             media.consumers_by_ssrc[m.send_ssrc] = (consumer, producer)
-            self._request_keyframe(producer, force=True)  # a new viewer needs a keyframe now (PLI path)
+            if isinstance(consumer, SimulcastConsumer):
+                consumer.start(self._publisher_now(producer))  # forced keyframe request on its layer
+            else:
+                self._request_keyframe(producer, force=True)  # a new viewer needs a keyframe now (PLI path)
+
+    def _new_consumer(self, producer: Producer, m: NegotiatedMedia, ssrc: int, transport: WebRtcTransport) -> Consumer:
+        common: dict[str, object] = {
+            "ssrc": ssrc,
+            "kind": m.kind,
+            "clock_rate": m.clock_rate,
+            "send": transport.send_rtp,
+            "send_rewritten": transport.send_rtp_rewritten,
+            "pt_map": payload_type_map(producer, m),
+            "rtx_ssrc": m.send_rtx_ssrc,
+            "rtx_pt": dict(m.rtx),
+            "send_rtcp": transport.send_rtcp,
+        }
+        if not producer.simulcast:
+            return Consumer(**common)  # type: ignore[arg-type]
+        layers = producer.layers
+
+        def request(index: int, force: bool) -> None:
+            self._request_layer_keyframe(layers[index], force)
+
+        return SimulcastConsumer(layers=layers, request_keyframe=request, **common)
 
     def _on_subscriber_rtcp(self, media: ParticipantMedia, data: bytes) -> None:
         def nack(ssrc: int, lost: list[int]) -> int:
@@ -399,8 +401,13 @@ class Router:
 
         def keyframe(ssrc: int) -> None:
             found = media.consumers_by_ssrc.get(ssrc)
-            if found is not None:
-                self._request_keyframe(found[1])
+            if found is None:
+                return
+            consumer, producer = found
+            if isinstance(consumer, SimulcastConsumer) and producer.simulcast:
+                self._request_layer_keyframe(producer.layers[consumer.keyframe_layer()])
+            else:
+                self._request_keyframe(producer)
 
         def report(block: ReportBlock) -> None:
             found = media.consumers_by_ssrc.get(block.ssrc)
@@ -410,15 +417,55 @@ class Router:
         subscriber_feedback(data, self.counters, nack, keyframe, report)
 
     def _request_keyframe(self, producer: Producer, force: bool = False) -> None:
+        """PLI upstream on every layer of ``producer`` (one, unless simulcast)."""
+        for layer in producer.layers:
+            self._request_layer_keyframe(layer, force)
+
+    def _request_layer_keyframe(self, layer: Layer, force: bool = False) -> None:
+        """PLI (RFC 4585 §6.3.1) for one layer, at most one per 500 ms per layer unless ``force``d
+        (RELIABILITY B3: each layer is its own RTP stream; a subscriber flood still reaches no further)."""
+        producer = layer.producer
         owner = self.participants.get(producer.owner)
-        if owner is None or owner.publisher is None or producer.ssrc is None or producer.kind != "video":
+        if owner is None or owner.publisher is None or layer.ssrc is None or producer.kind != "video":
             return
-        if not producer.throttle.allow(owner.publisher.now) and not force:
+        if not layer.throttle.allow(owner.publisher.now) and not force:
             self.counters["pli_throttled"] += 1
             return
-        producer.keyframe_requests += 1
+        layer.keyframe_requests += 1
         self.counters["pli_sent"] += 1
-        owner.publisher.send_rtcp(Pli(SERVER_SSRC, producer.ssrc).serialize())
+        owner.publisher.send_rtcp(Pli(SERVER_SSRC, layer.ssrc).serialize())
+
+    def _publisher_now(self, producer: Producer) -> float:
+        owner = self.participants.get(producer.owner)
+        return owner.publisher.now if owner is not None and owner.publisher is not None else self._last_tick
+
+    # ------------------------------------------------------------------ layer choice
+
+    def _simulcast_consumer(self, owner: str, track_sid: str) -> tuple[SimulcastConsumer, Producer] | None:
+        media = self.participants.get(owner)
+        if media is None:
+            return None
+        for consumer, producer in media.consumers.values():
+            if producer.sid == track_sid and isinstance(consumer, SimulcastConsumer):
+                return consumer, producer
+        return None
+
+    def set_target_layer(self, owner: str, track_sid: str, spatial: int, temporal: int | None = None) -> bool:
+        """What ``owner`` receives of simulcast track ``track_sid``: spatial layer (0 = lowest) and the
+        highest temporal layer (None: all). False when it does not receive that track as simulcast."""
+        found = self._simulcast_consumer(owner, track_sid)
+        if found is None:
+            return False
+        found[0].set_target_layer(spatial, temporal, self._publisher_now(found[1]))
+        return True
+
+    def set_bitrate_budget(self, owner: str, track_sid: str, bitrate: float) -> tuple[int, int] | None:
+        """Let ``bitrate`` bits/s choose ``owner``'s layer of ``track_sid`` (with hysteresis); for a
+        bandwidth estimator / allocator. Returns the (spatial, temporal) target, None if not simulcast."""
+        found = self._simulcast_consumer(owner, track_sid)
+        if found is None:
+            return None
+        return found[0].set_bitrate_budget(bitrate, self._publisher_now(found[1]))
 
     # ------------------------------------------------------------------ views
 
@@ -426,53 +473,4 @@ class Router:
         return list(self.producers.values())
 
     def stats(self) -> dict[str, object]:
-        return {
-            "room": self.room,
-            "tracks": [
-                {
-                    "sid": p.sid,
-                    "participant": p.identity,
-                    "kind": p.kind,
-                    "source": p.source,
-                    "muted": p.muted,
-                    "packets_in": p.packets,
-                    "bytes_in": p.bytes_in,
-                    "bitrate": round(p.bitrate),
-                    "packets_lost_upstream": max(0, (p.cycles + p.max_seq - p.base_seq + 1) - p.packets)
-                    if p.base_seq >= 0
-                    else 0,
-                    "rtt_ms": _mean_ms([c.rtt for c in p.consumers]),
-                    "subscriber_loss_pct": round(100 * max((c.fraction_lost for c in p.consumers), default=0.0), 1),
-                    "subscribers": len(p.consumers),
-                    "packets_forwarded": sum(c.packets_sent for c in p.consumers),
-                    "retransmitted": sum(c.retransmits for c in p.consumers),
-                    "nacks_sent_upstream": p.nack.nacks_sent,
-                    "recovered_upstream": p.nack.recovered,
-                    "keyframe_requests": p.keyframe_requests,
-                }
-                for p in self.producers.values()
-            ],
-            "participants": {
-                m.identity: {
-                    "publisher": _state(m.publisher),
-                    "subscriber": _state(m.subscriber),
-                    "published": len(m.producers),
-                    "subscribed": len(m.consumers),
-                }
-                for m in self.participants.values()
-            },
-            "counters": dict(self.counters),
-        }
-
-
-def _mean_ms(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return round(1000 * sum(known) / len(known), 1) if known else None
-
-
-def _state(transport: WebRtcTransport | None) -> str:
-    if transport is None:
-        return "none"
-    if transport.closed:
-        return "closed"
-    return "connected" if transport.connected else "connecting"
+        return router_stats(self)

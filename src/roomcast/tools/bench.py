@@ -40,7 +40,7 @@ def run(profile: str, subscribers: int, packets: int, size: int, send: bool) -> 
         protect = ctx.protect_rewritten  # as WebRtcTransport.send_rtp_rewritten does
         sendto = out.sendto
 
-        def send_packet(pkt: bytes, b1: int, seq: int, ts: int, ssrc: int) -> None:
+        def send_packet(pkt: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int) -> None:
             data = protect(pkt, b1, seq, ts, ssrc)
             if send:
                 try:  # noqa: SIM105 - try/except costs less than contextlib.suppress per packet

@@ -222,3 +222,28 @@ def starts_access_unit(payload: bytes) -> bool:
         return False
     first_kind = first[0] & 0x1F
     return first_kind in _STARTS_ACCESS_UNIT or (first_kind in _VCL and _first_slice_of_picture(first))
+
+
+def keyframe_start(pkt: bytes | bytearray, pos: int) -> bool:
+    """Whether the RTP payload at ``pkt[pos]`` starts a key frame: it carries an SPS (encoders send SPS
+    and PPS in front of every IDR picture), or it begins the first slice of an IDR picture (single NAL,
+    STAP-A, or FU-A start with first_mb_in_slice 0, §7.3.3). Offsets into the packet: no slicing."""
+    end = len(pkt)
+    if pos >= end:
+        return False
+    kind = pkt[pos] & 0x1F
+    if kind == NAL_SPS:
+        return True
+    if kind == NAL_IDR:
+        return pos + 1 < end and bool(pkt[pos + 1] & 0x80)
+    if kind == FU_A:
+        return pos + 2 < end and (pkt[pos + 1] & 0x9F) == (0x80 | NAL_IDR) and bool(pkt[pos + 2] & 0x80)
+    if kind == STAP_A:
+        i = pos + 1
+        while i + 2 < end:
+            size = (pkt[i] << 8) | pkt[i + 1]
+            inner = pkt[i + 2] & 0x1F
+            if inner == NAL_SPS or (inner == NAL_IDR and i + 3 < end and pkt[i + 3] & 0x80):
+                return True
+            i += 2 + size
+    return False

@@ -1,0 +1,448 @@
+"""A simulcast consumer: one subscriber receives one layer of a simulcast track, switched without freezes.
+
+The ideas are mediasoup's ``SimulcastConsumer`` and LiveKit's ``Forwarder`` (read, not copied):
+
+- Spatial switches happen only on a keyframe of the layer switched to. The consumer asks for one (PLI
+  through the layer's throttle, then again on a bounded back-off timer: 0.5 s doubling up to 4 s) and
+  keeps forwarding the old layer until it arrives: the subscriber never waits on a missing picture.
+- The subscriber sees one stream: sequence numbers continue (+1 across a switch, no holes where packets
+  were dropped), timestamps continue (mapped through both layers' sender reports when known, else by
+  elapsed time), and for VP8 the picture ID and TL0PICIDX continue too (RFC 7741 §4.2; Chrome's
+  reference finder stalls on a picture ID gap, so dropped frames take no picture ID either).
+- Temporal layers (VP8 TID) are dropped at frame boundaries to lower the frame rate; a higher one is
+  added only at a layer-sync frame (Y bit), one TID at a time. :class:`LayerSelector` spends a bitrate
+  budget temporal-first (frame rate goes before resolution) with hysteresis: down at once, up only after
+  the budget has covered the higher layer with headroom for a while, so a budget that jitters around a
+  threshold does not flap.
+- Packets arriving late (reordered, or repaired upstream by RTX) go into the sequence number slot kept
+  for them when the gap was seen; one of a dropped frame becomes padding in its slot (no hole left).
+
+The per-packet work is attribute reads of facts the layer parsed once (:class:`~roomcast.sfu.producer.Layer`)
+and, only when the VP8 fields change value, one patch of a reused buffer.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+
+from roomcast.sfu.consumer import Consumer
+from roomcast.sfu.producer import MAX_TEMPORAL, Layer
+from roomcast.wire import vp8
+from roomcast.wire.rtp import header_length
+
+KEYFRAME_RETRY_MIN = 0.5
+KEYFRAME_RETRY_MAX = 4.0
+MAX_GAP = 512  # a bigger sequence jump is a discontinuity, not loss: no slots are kept for it
+_GAP_MASK = 1023
+_PIC_MASK = 63
+_PATCHED = 1 << 55
+_PADDING = struct.pack("!BBHII", 0xA0, 0, 0, 0, 0) + b"\x00\x00\x00\x04"  # RFC 3550 §5.1: padding only
+
+KeyframeRequest = Callable[[int, bool], None]
+"""``(layer index, force)``: ask the publisher for a keyframe on that layer (through its throttle)."""
+
+
+class SimulcastConsumer(Consumer):
+    """One subscriber's view of a simulcast producer (``layers``, lowest resolution first)."""
+
+    __slots__ = (
+        "current",
+        "frame_dropped",
+        "frame_pic",
+        "gap_out",
+        "gap_pic_offset",
+        "gap_tag",
+        "gen",
+        "in_seq",
+        "keyframe_requests",
+        "last_out_pic",
+        "last_out_tl0",
+        "late_dropped",
+        "layers",
+        "next_request_at",
+        "pending",
+        "pic_offset",
+        "pic_out",
+        "pic_tag",
+        "request_keyframe",
+        "retry",
+        "scratch",
+        "selector",
+        "spatial_goal",
+        "switches",
+        "target_spatial",
+        "target_temporal",
+        "temporal",
+        "temporal_dropped",
+        "tl0_offset",
+    )
+
+    def __init__(self, *, layers: Sequence[Layer], request_keyframe: KeyframeRequest, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.layers = layers
+        self.request_keyframe = request_keyframe
+        self.target_spatial = len(layers) - 1
+        self.target_temporal = MAX_TEMPORAL - 1
+        self.spatial_goal = self.target_spatial  # the target, or the best layer actually arriving under it
+        self.current = -1  # spatial layer forwarded; -1 until the first keyframe
+        self.temporal = MAX_TEMPORAL - 1  # highest TID forwarded
+        self.pending = -1  # layer whose keyframe we wait for
+        self.next_request_at = float("inf")
+        self.retry = KEYFRAME_RETRY_MIN
+        self.switches = 0
+        self.keyframe_requests = 0
+        self.temporal_dropped = 0
+        self.late_dropped = 0
+        self.gen = 0  # bumped at each switch: slots kept for one layer mean nothing for the next
+        self.in_seq = 0
+        self.gap_tag = [-1] * (_GAP_MASK + 1)
+        self.gap_out = [0] * (_GAP_MASK + 1)
+        self.gap_pic_offset = [0] * (_GAP_MASK + 1)
+        self.frame_pic = -1
+        self.frame_dropped = False
+        self.pic_offset = self.tl0_offset = 0
+        self.last_out_pic = self.last_out_tl0 = -1
+        self.pic_tag = [-1] * (_PIC_MASK + 1)
+        self.pic_out = [0] * (_PIC_MASK + 1)
+        self.scratch = bytearray(1500)
+        self.selector = LayerSelector()
+
+    # ------------------------------------------------------------------ control
+
+    def start(self, now: float) -> None:
+        """Begin: want the target layer (a forced keyframe request: a new viewer needs a picture now)."""
+        self._retarget(now, force=True)
+
+    def set_target_layer(self, spatial: int, temporal: int | None, now: float) -> None:
+        """Forward ``spatial`` (clamped to the layers there are) at TIDs up to ``temporal`` (None: all)."""
+        self.target_spatial = max(0, min(spatial, len(self.layers) - 1))
+        self.target_temporal = MAX_TEMPORAL - 1 if temporal is None else max(0, min(temporal, MAX_TEMPORAL - 1))
+        self._retarget(now)
+
+    def set_bitrate_budget(self, bitrate: float, now: float) -> tuple[int, int]:
+        """Choose the layer for ``bitrate`` bits/s from the producer's measured layer bitrates (with
+        hysteresis, see :class:`LayerSelector`); returns the (spatial, temporal) target now in force."""
+        rates = [list(layer.temporal_bitrates) if layer.max_tid >= 0 else [layer.bitrate] for layer in self.layers]
+        temporal = min(self.target_temporal, max(len(rates[self.target_spatial]) - 1, 0))
+        choice = self.selector.select(rates, bitrate, (self.target_spatial, temporal), now)
+        if choice is not None and choice != (self.target_spatial, temporal):
+            self.set_target_layer(choice[0], choice[1], now)
+        return self.target_spatial, self.target_temporal
+
+    def keyframe_layer(self) -> int:
+        """Where a subscriber's own PLI goes: the layer we switch to if one is pending, else the current."""
+        return self.pending if self.pending >= 0 else max(self.current, 0)
+
+    def handle_timeout(self, now: float) -> None:
+        """Follow layers that stop or come back; re-ask for a keyframe that has not arrived."""
+        if self.paused:
+            return
+        goal = self._goal(now)
+        if goal != self.spatial_goal or (goal != self.current and goal != self.pending):
+            self._retarget(now)
+        elif self.pending >= 0 and now >= self.next_request_at:
+            self._ask(now)
+
+    def poll_timeout(self) -> float | None:
+        return self.next_request_at if self.pending >= 0 else None
+
+    def resume(self) -> None:
+        """After a pause the subscriber needs a keyframe: wait for one, numbering continuing."""
+        self.paused = False
+        self.current = -1
+        self.pending = self.spatial_goal
+        self.next_request_at = float("-inf")
+        self._register()
+
+    def detach(self) -> None:
+        for layer in self.layers:
+            if self in layer.layer_consumers:
+                layer.layer_consumers = tuple(c for c in layer.layer_consumers if c is not self)
+
+    def continue_numbering(self, other: Consumer) -> None:
+        """Carry on ``other``'s output numbering (a parked subscriber m-line reused for this track)."""
+        super().continue_numbering(other)
+        if isinstance(other, SimulcastConsumer):
+            self.last_out_pic, self.last_out_tl0 = other.last_out_pic, other.last_out_tl0
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "spatial": self.current,
+            "temporal": self.temporal if self.current >= 0 else -1,
+            "target_spatial": self.target_spatial,
+            "target_temporal": self.target_temporal,
+            "pending": self.pending,
+            "switches": self.switches,
+            "keyframe_requests": self.keyframe_requests,
+            "temporal_dropped": self.temporal_dropped,
+            "late_dropped": self.late_dropped,
+        }
+
+    def _goal(self, now: float) -> int:
+        target = self.target_spatial
+        if self.layers[target].active(now):
+            return target
+        below = [layer.index for layer in self.layers[:target] if layer.active(now)]
+        if below:
+            return below[-1]
+        above = [layer.index for layer in self.layers[target + 1 :] if layer.active(now)]
+        return above[0] if above else target
+
+    def _retarget(self, now: float, force: bool = False) -> None:
+        goal = self.spatial_goal = self._goal(now)
+        if goal == self.current:
+            self.pending = -1
+            self.next_request_at = float("inf")
+        elif goal != self.pending or force:
+            self.pending = goal
+            self.retry = KEYFRAME_RETRY_MIN
+            self._ask(now, force)
+        self._register()
+
+    def _ask(self, now: float, force: bool = False) -> None:
+        self.keyframe_requests += 1
+        self.request_keyframe(self.pending, force)
+        self.next_request_at = now + self.retry
+        self.retry = min(self.retry * 2, KEYFRAME_RETRY_MAX)
+
+    def _register(self) -> None:
+        """Be handed packets of exactly the layers we may forward or switch to."""
+        wanted = {self.current, self.pending}
+        if self.current < 0:
+            wanted.update(range(self.spatial_goal + 1))  # the first picture may come from any layer up to it
+        for layer in self.layers:
+            registered = self in layer.layer_consumers
+            if layer.index in wanted and not registered:
+                layer.layer_consumers = (*layer.layer_consumers, self)
+            elif layer.index not in wanted and registered:
+                layer.layer_consumers = tuple(c for c in layer.layer_consumers if c is not self)
+
+    # ------------------------------------------------------------------ packets
+
+    def on_layer_packet(self, pkt: bytes, layer: Layer, now: float) -> None:
+        if self.paused:
+            return
+        index = layer.index
+        if index != self.current:
+            if not layer.keyframe or not (index == self.pending or (self.current < 0 and index <= self.spatial_goal)):
+                return
+            self._switch(layer, pkt, now)
+        seq = (pkt[2] << 8) | pkt[3]
+        delta = (seq - self.in_seq) & 0xFFFF
+        if delta == 0 or delta >= 0x8000:
+            self._late(pkt, layer, seq, now)
+            return
+        if delta > 1 and delta <= MAX_GAP:
+            self._keep_slots(delta)
+        self.in_seq = seq
+        pic = layer.picture_id
+        if pic >= 0:
+            if pic != self.frame_pic:
+                self._new_frame(layer, pic)
+            if self.frame_dropped:
+                self.seq_offset = (self.seq_offset - 1) & 0xFFFF
+                self.temporal_dropped += 1
+                return
+            self._emit(pkt, layer, (seq + self.seq_offset) & 0xFFFF, (pic + self.pic_offset) & 0x7FFF, now)
+        else:
+            self._emit(pkt, layer, (seq + self.seq_offset) & 0xFFFF, -1, now)
+
+    def _new_frame(self, layer: Layer, pic: int) -> None:
+        self.frame_pic = pic
+        dropped = self.frame_dropped = self._drop_frame(layer)
+        slot = pic & _PIC_MASK
+        self.pic_tag[slot] = (self.gen << 15) | pic
+        if dropped:
+            self.pic_out[slot] = -1
+            self.pic_offset = (self.pic_offset - 1) & 0x7FFF
+        else:
+            out = self.pic_out[slot] = (pic + self.pic_offset) & 0x7FFF
+            self.last_out_pic = out
+            if layer.tl0picidx >= 0:
+                self.last_out_tl0 = (layer.tl0picidx + self.tl0_offset) & 0xFF
+
+    def _drop_frame(self, layer: Layer) -> bool:
+        """Temporal layer decision at a frame's first packet: down at once, up at a layer sync frame."""
+        tid = layer.tid
+        if tid < 0:
+            return False
+        goal = self.target_temporal
+        if goal < self.temporal:
+            self.temporal = goal
+        if tid <= self.temporal:
+            return False
+        if tid == self.temporal + 1 and tid <= goal and layer.layer_sync:
+            self.temporal = tid  # this frame depends only on TL0 (RFC 7741 §4.2 Y bit)
+            return False
+        return True
+
+    def _keep_slots(self, delta: int) -> None:
+        """Sequence numbers lost or late between ``in_seq`` and the packet ``delta`` after it keep their slots."""
+        base, gen = self.in_seq, self.gen << 16
+        for k in range(1, delta):
+            seq = (base + k) & 0xFFFF
+            i = seq & _GAP_MASK
+            self.gap_tag[i] = gen | seq
+            self.gap_out[i] = (seq + self.seq_offset) & 0xFFFF
+            self.gap_pic_offset[i] = self.pic_offset
+
+    def _late(self, pkt: bytes, layer: Layer, seq: int, now: float) -> None:
+        i = seq & _GAP_MASK
+        if self.gap_tag[i] != (self.gen << 16) | seq:
+            self.late_dropped += 1  # a duplicate, or older than the switch to this layer
+            return
+        self.gap_tag[i] = -1
+        out_seq = self.gap_out[i]
+        pic = layer.picture_id
+        out_pic = -1
+        if pic >= 0:
+            slot = pic & _PIC_MASK
+            if self.pic_tag[slot] == (self.gen << 15) | pic:
+                out_pic = self.pic_out[slot]
+                if out_pic < 0:  # its frame was dropped: padding keeps the sequence without a hole
+                    self._emit(bytes([0xA0, pkt[1] & 0x7F]) + pkt[2:8] + _PADDING[8:], layer, out_seq, -1, now)
+                    return
+            else:
+                out_pic = (pic + self.gap_pic_offset[i]) & 0x7FFF  # a frame we never saw: where it belonged
+        self._emit(pkt, layer, out_seq, out_pic, now)
+
+    def _emit(self, pkt: bytes, layer: Layer, out_seq: int, out_pic: int, now: float) -> None:
+        ts = (pkt[4] << 24) | (pkt[5] << 16) | (pkt[6] << 8) | pkt[7]
+        out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
+        b1 = pkt[1]
+        mapped = self.pt_map.get(b1 & 0x7F)
+        if mapped is not None:
+            b1 = (b1 & 0x80) | mapped
+        stamp = out_ts
+        patch = False
+        out_tl0 = -1
+        if out_pic >= 0:
+            tl0 = layer.tl0picidx
+            out_tl0 = (tl0 + self.tl0_offset) & 0xFF if tl0 >= 0 else -1
+            patch = out_pic != layer.picture_id or out_tl0 != tl0
+            if patch:
+                stamp |= _PATCHED | (out_pic << 32) | ((out_tl0 & 0xFF) << 47)
+        self.ring.store(out_seq, pkt, stamp)
+        if self.last_out_seq is None or ((out_seq - self.last_out_seq) & 0xFFFF) < 0x8000:
+            self.last_out_seq = out_seq
+            self.last_out_ts = out_ts
+            self.last_sent_at = now
+        self.packets_sent += 1
+        self.bytes_sent += len(pkt)
+        if patch:
+            buf = self.scratch
+            buf[:] = pkt
+            vp8.write_picture_id(buf, layer.picture_id_pos, out_pic)
+            if out_tl0 >= 0:
+                vp8.write_tl0picidx(buf, layer.tl0picidx_pos, out_tl0)
+            if self.send_rewritten is not None:
+                self.send_rewritten(buf, b1, out_seq, out_ts, self.ssrc)
+            else:
+                self.send(self._rewrite(buf, b1, out_seq, out_ts))
+        elif self.send_rewritten is not None:
+            self.send_rewritten(pkt, b1, out_seq, out_ts, self.ssrc)
+        else:
+            self.send(self._rewrite(pkt, b1, out_seq, out_ts))
+
+    def _patch_payload(self, pkt: bytearray, stamp: int) -> None:
+        """A retransmission carries the picture ID and TL0PICIDX its first sending had."""
+        pos = header_length(pkt)
+        if pos < 0:
+            return
+        d = vp8.read_descriptor(pkt, pos)
+        if d[vp8.PICTURE_ID_POS] >= 0:
+            vp8.write_picture_id(pkt, d[vp8.PICTURE_ID_POS], (stamp >> 32) & 0x7FFF)
+        if d[vp8.TL0PICIDX_POS] >= 0:
+            vp8.write_tl0picidx(pkt, d[vp8.TL0PICIDX_POS], (stamp >> 47) & 0xFF)
+
+    def _switch(self, layer: Layer, pkt: bytes, now: float) -> None:
+        """Make ``layer`` (at its keyframe ``pkt``) the one forwarded, continuing every counter."""
+        seq = (pkt[2] << 8) | pkt[3]
+        ts = (pkt[4] << 24) | (pkt[5] << 16) | (pkt[6] << 8) | pkt[7]
+        if self.last_out_seq is None:
+            self.seq_offset = self.ts_offset = 0
+        else:
+            self.seq_offset = (self.last_out_seq + 1 - seq) & 0xFFFF
+            self.ts_offset = (self._continued_timestamp(layer, ts, now) - ts) & 0xFFFFFFFF
+        pic, tl0 = layer.picture_id, layer.tl0picidx
+        self.pic_offset = (self.last_out_pic + 1 - pic) & 0x7FFF if pic >= 0 and self.last_out_pic >= 0 else 0
+        self.tl0_offset = (self.last_out_tl0 + 1 - tl0) & 0xFF if tl0 >= 0 and self.last_out_tl0 >= 0 else 0
+        if self.current >= 0:
+            self.switches += 1
+        self.current = layer.index
+        self.source_ssrc = layer.ssrc
+        self.gen = (self.gen + 1) & 0xFFFF
+        self.in_seq = (seq - 1) & 0xFFFF
+        self.frame_pic = -1
+        self.temporal = self.target_temporal  # a keyframe is a sync point for every temporal layer
+        if self.pending == layer.index:
+            self.pending = -1
+            self.next_request_at = float("inf")
+        self._register()
+
+    def _continued_timestamp(self, layer: Layer, ts: int, now: float) -> int:
+        """Output timestamp for the new layer's first packet: its capture time on the old layer's
+        timeline through both sender reports (RFC 3550 §6.4.1), else the wall time since the last packet;
+        always after the last one sent."""
+        last = self.last_out_ts
+        clock = self.clock_rate
+        old = self.layers[self.current] if self.current >= 0 else None
+        out = -1
+        if old is not None and old.sr_ntp and layer.sr_ntp:
+            captured = layer.sr_ntp / 2**32 + _signed32(ts - layer.sr_rtp) / clock
+            old_ts = old.sr_rtp + round((captured - old.sr_ntp / 2**32) * clock)
+            out = (old_ts + self.ts_offset) & 0xFFFFFFFF
+            ahead = (out - last) & 0xFFFFFFFF
+            if ahead >= 0x80000000 or ahead > 10 * clock:
+                out = -1  # behind the last packet, or implausibly far: fall back
+        if out < 0:
+            out = (last + max(1, int((now - self.last_sent_at) * clock))) & 0xFFFFFFFF
+        elif out == last:
+            out = (last + 1) & 0xFFFFFFFF
+        return out
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - 0x100000000 if value >= 0x80000000 else value
+
+
+class LayerSelector:
+    """Which (spatial, temporal) layer a bitrate budget buys, without flapping.
+
+    Options are ordered spatial first, then temporal, so a shrinking budget drops TIDs (frame rate)
+    before it drops resolution. Going down happens at once (the link is short now); going up needs the
+    budget to cover the higher option with ``headroom`` for ``hold`` seconds without a break.
+    """
+
+    __slots__ = ("_up_since", "headroom", "hold")
+
+    def __init__(self, headroom: float = 1.15, hold: float = 2.0) -> None:
+        self.headroom = headroom
+        self.hold = hold
+        self._up_since: float | None = None
+
+    def select(
+        self, bitrates: list[list[float]], budget: float, current: tuple[int, int], now: float
+    ) -> tuple[int, int] | None:
+        """``bitrates[s][t]``: layer ``s`` at TIDs 0..t (bits/s, 0 = not arriving). None: nothing known."""
+        options = [(s, t) for s, rates in enumerate(bitrates) for t, rate in enumerate(rates) if rate > 0]
+        if not options:
+            return None
+        rate = {o: bitrates[o[0]][o[1]] for o in options}
+        fitting = [o for o in options if rate[o] <= budget]
+        best = max(fitting) if fitting else options[0]
+        if best <= current or current not in rate:
+            self._up_since = None
+            return best
+        up = max((o for o in fitting if o > current and rate[o] * self.headroom <= budget), default=None)
+        if up is None:
+            self._up_since = None
+            return current
+        if self._up_since is None:
+            self._up_since = now
+        if now - self._up_since >= self.hold:
+            self._up_since = None
+            return up
+        return current
