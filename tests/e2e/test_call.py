@@ -121,7 +121,8 @@ async def test_bad_tokens_are_refused_in_the_page(
     server: ServerProcess, new_page: NewPage, make_token, code: str
 ) -> None:  # type: ignore[no-untyped-def]
     r = room()
-    page = await new_page(f"{server.base}/call?room={r}&identity=eve&token={make_token(r)}")
+    page = await new_page(f"{server.base}/call?room={r}&identity=eve#token={make_token(r)}")
+    await page.click("#start-media")  # a token from the URL: the camera (and the call) wait for the user
     await page.wait_for_function("window.callState.errors.length > 0")
     assert await page.evaluate("window.callState.errors") == [code]
     assert code in await page.inner_text("#status")

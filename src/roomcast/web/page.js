@@ -1,14 +1,72 @@
-/* Shared helpers for the demo pages: read ?room=&identity=&token= and get a token. */
+/*
+ * Shared helpers for the demo pages: read ?room=&identity= and a token, and ask before the camera.
+ *
+ * Tokens belong in the URL fragment (`/call#token=JWT`): a fragment never reaches the server, so it is in
+ * no access log and no Referer (issue 12 M6). `?token=` still works; the page then moves it into the
+ * fragment so a reload or a copied link does not send it again.
+ *
+ * A page that is framed by another site, or opened with a token from its URL (a link anyone can send),
+ * joins a room someone else chose: it starts the camera and microphone only after the user clicks a
+ * button that names that room (issue 12 M7). The dev-token flow at the top level starts them at once.
+ */
 (function (global) {
   'use strict';
   const params = new URLSearchParams(global.location.search);
+  const fragment = new URLSearchParams(global.location.hash.slice(1));
+  const urlToken = fragment.get('token') || params.get('token') || null;
+  const framed = (() => {
+    try { return global.top !== global.self; } catch (err) { return true; }
+  })();
+
+  if (params.has('token')) {
+    const query = new URLSearchParams(global.location.search);
+    query.delete('token');
+    if (urlToken) fragment.set('token', urlToken);
+    const search = query.toString();
+    const hash = fragment.toString();
+    global.history.replaceState(null, '', global.location.pathname + (search ? '?' + search : '') + (hash ? '#' + hash : ''));
+  }
 
   async function pageToken(grants) {
+    if (urlToken) return urlToken;
     const room = params.get('room');
     const identity = params.get('identity');
-    if (params.get('token')) return params.get('token');
     if (!room || !identity) throw new Roomcast.RoomcastError('missing_params', 'open this page with ?room=R&identity=I');
     return Roomcast.devToken(room, identity, params.get('name'), '', grants);
+  }
+
+  /** Room and identity a token claims (unverified, for the consent button's label only). */
+  function claims(token) {
+    try {
+      const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const body = JSON.parse(atob(part + '='.repeat((4 - part.length % 4) % 4)));
+      return {room: String((body.grants || {}).room || ''), identity: String(body.sub || '')};
+    } catch (err) {
+      return {room: '', identity: ''};
+    }
+  }
+
+  let consent = null;
+
+  /**
+   * Resolves when this page may start the camera and microphone: at once for the dev-token flow at the
+   * top level, else once the user clicked "#start-media" (asked once per page, then remembered).
+   */
+  function mediaConsent() {
+    if (!framed && !urlToken) return Promise.resolve();
+    if (consent) return consent;
+    consent = new Promise((resolve) => {
+      const who = urlToken ? claims(urlToken) : {room: params.get('room') || '', identity: params.get('identity') || ''};
+      const where = who.room ? ' in room “' + who.room + '”' + (who.identity ? ' as “' + who.identity + '”' : '') : '';
+      const button = el('button', {id: 'start-media', type: 'button'}, 'Start camera and microphone');
+      const why = framed ? 'This page is embedded in another site. ' : 'This link carries its own access token. ';
+      const panel = el('div', {class: 'consent', id: 'consent', role: 'dialog'},
+        el('p', {}, why + 'Your camera and microphone will be sent' + where + ' only after you click:'), button);
+      button.addEventListener('click', () => { panel.remove(); resolve(); }, {once: true});
+      (document.querySelector('main') || document.body).prepend(panel);
+      setStatus('waiting for you to start the camera and microphone');
+    });
+    return consent;
   }
 
   function setStatus(text, isError) {
@@ -35,5 +93,5 @@
     return options;
   }
 
-  global.RoomcastPage = {params, pageToken, setStatus, el, connectOptions};
+  global.RoomcastPage = {params, pageToken, mediaConsent, setStatus, el, connectOptions, framed, urlToken: !!urlToken};
 })(window);

@@ -13,7 +13,9 @@
  *
  * The wire protocol mirrors src/roomcast/signaling/messages.py (protocol version 1).
  * In peer-to-peer rooms every pair of participants shares one RTCPeerConnection negotiated with the
- * "perfect negotiation" pattern, so either side may (re)negotiate at any time without glare.
+ * "perfect negotiation" pattern, so either side may (re)negotiate at any time without glare. In SFU rooms
+ * media only goes through the server: the SDK never builds a connection to another participant there,
+ * and ignores any offer, answer or candidate a participant sends (the server refuses to relay them).
  */
 (function (global) {
   'use strict';
@@ -68,6 +70,21 @@
     return bytes;
   }
 
+  /**
+   * The grants a token claims, read (not verified: the server does that) so the SDK can stay inside
+   * them, e.g. offer nothing it may not receive; defaults to full grants for a token it cannot read.
+   */
+  function tokenGrants(token) {
+    try {
+      const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const claims = JSON.parse(atob(part + '='.repeat((4 - part.length % 4) % 4)));
+      const grants = claims.grants || {};
+      return {canPublish: grants.canPublish !== false, canSubscribe: grants.canSubscribe !== false};
+    } catch (err) {
+      return {canPublish: true, canSubscribe: true};
+    }
+  }
+
   function signalingUrl(url, token) {
     let base = url || global.location.origin;
     base = base.replace(/^http(s?):/, 'ws$1:').replace(/\/+$/, '');
@@ -90,6 +107,7 @@
       pc.onnegotiationneeded = async () => {
         try {
           this.makingOffer = true;
+          this._fitDirections();
           await pc.setLocalDescription();
           room._send({type: 'offer', sdp: pc.localDescription.sdp, to: this.identity});
         } catch (err) {
@@ -148,6 +166,19 @@
       }
     }
 
+    /**
+     * Without canSubscribe the server relays only m-lines that do not receive (issue 12 H3): send what
+     * we publish, nothing else. (Without canPublish nothing is added, so every m-line is recvonly already.)
+     */
+    _fitDirections() {
+      if (this.room.grants.canSubscribe) return;
+      for (const transceiver of this.pc.getTransceivers()) {
+        if (transceiver.stopped || transceiver.currentDirection === 'stopped') continue;
+        const want = transceiver.sender.track ? 'sendonly' : 'inactive';
+        if (transceiver.direction !== want) transceiver.direction = want;
+      }
+    }
+
     /** Signaling messages for one peer are applied strictly in order. */
     handle(msg) {
       this.queue = this.queue.then(() => this._handle(msg)).catch((err) => {
@@ -163,6 +194,7 @@
         if (this.ignoreOffer) return;
         await pc.setRemoteDescription({type: msg.type, sdp: msg.sdp});
         if (msg.type === 'offer') {
+          this._fitDirections();
           await pc.setLocalDescription();
           this.room._send({type: 'answer', sdp: pc.localDescription.sdp, to: this.identity});
         }
@@ -544,6 +576,7 @@
       this.localTracks = [];
       this.iceServers = options.iceServers || [];
       this.iceTransportPolicy = options.iceTransportPolicy || 'all';  // 'relay': only through TURN
+      this.grants = {canPublish: true, canSubscribe: true};  // what the token claims (set by connect)
       this.state = 'connecting';
       this._pingTimer = null;
     }
@@ -683,6 +716,9 @@
           // fall through: an answer from a participant
         case 'offer':
         case 'ice_candidate': {
+          // SFU rooms: media only ever goes through the server. A participant's offer must never get our
+          // camera, our addresses or a connection around canSubscribe and moderation (issue 12 H3).
+          if (this.sfu) break;
           let peer = this.peers.get(msg.from);
           if (!peer && this.participants.has(msg.from)) {
             peer = new Peer(this, this.participants.get(msg.from));
@@ -853,6 +889,7 @@
       const ws = new WebSocket(signalingUrl(url, token));
       const room = new Room(ws, options);
       room._url = signalingUrl(url, token);
+      room.grants = tokenGrants(token);
       let settled = false;
       ws.onopen = () => room._send({type: 'join', room: options.room || null, metadata: options.metadata || null});
       ws.onmessage = (event) => {
