@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from roomcast.signaling.session import CLOSE_POLICY, _Outbox
+from roomcast.signaling.outbox import CLOSE_POLICY, Outbox
 
 
 async def test_a_newer_full_state_replaces_the_unsent_one_and_keeps_order() -> None:
-    box = _Outbox(8)
+    box = Outbox(8)
     box.push("joined")
     box.push_latest("tracks", "tracks-1")
     box.push("participant_joined")
@@ -17,7 +17,7 @@ async def test_a_newer_full_state_replaces_the_unsent_one_and_keeps_order() -> N
 
 
 async def test_overflow_closes_instead_of_growing() -> None:
-    box = _Outbox(4)
+    box = Outbox(4)
     for i in range(10):
         box.push_latest("tracks", f"t{i}")  # coalesced: never overflows
     assert len(box.items) == 1 and box.close_with is None

@@ -42,6 +42,7 @@ from roomcast.runtime.driver import TimerDriver
 from roomcast.runtime.memory import trim_after_departures
 from roomcast.signaling.messages import Error, IceServer
 from roomcast.signaling.session import SessionLimits, SignalingSession
+from roomcast.signaling.ws import serve_websocket
 from roomcast.turn.credentials import ice_servers as turn_ice_servers
 from roomcast.turn.credentials import mint_turn_credentials
 
@@ -244,10 +245,10 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         connections[client] += 1
         try:
             session = SignalingSession(
-                ws,
                 manager,
                 config.keys,
                 clock=clock,
+                client_host=client,
                 limits=limits,
                 on_event=metrics.count,
                 media=ws.app.state.media,
@@ -257,7 +258,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
             )
             drain.add(session)
             try:
-                await session.run()
+                await serve_websocket(ws, session)
             finally:
                 drain.discard(session)
         finally:

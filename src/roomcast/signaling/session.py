@@ -9,15 +9,11 @@ instead of slowing its room.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
-
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import (
@@ -38,13 +34,10 @@ from roomcast.rooms.tokens import AccessToken, TokenError, verify
 from roomcast.rtc.api import SERVER_TARGETS, MediaBackend, MediaError, OfferContext
 from roomcast.runtime.driver import TimerDriver
 from roomcast.signaling import messages as m
+from roomcast.signaling.outbox import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, Outbox
 from roomcast.signaling.relay import check_relay
 
 log = logging.getLogger("roomcast.signaling")
-
-CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,66 +54,6 @@ class SessionLimits:
     offer_burst: float = 400.0
     offer_base_cost: float = 4.0
     offer_max_wait: float = 3.0
-
-
-class _Latest:
-    """An outbox entry that a newer message of the same kind replaces (a full state, e.g. the room's tracks)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-class _Outbox:
-    """Bounded per-socket queue of encoded messages; overflowing it closes the session. Full-state messages
-    (``push_latest``) are coalesced: a slow reader gets the newest one only, never a backlog of stale lists."""
-
-    def __init__(self, size: int) -> None:
-        self.items: deque[str | _Latest] = deque()
-        self.size = size
-        self.wakeup = asyncio.Event()
-        self.close_with: tuple[int, str] | None = None
-        self._latest: dict[str, _Latest] = {}
-
-    def push(self, text: str) -> None:
-        if self.close_with is not None:
-            return
-        if len(self.items) >= self.size:
-            self.items.clear()
-            self._latest.clear()
-            self.close(CLOSE_POLICY, "slow_consumer")
-            return
-        self.items.append(text)
-        self.wakeup.set()
-
-    def push_latest(self, kind: str, text: str) -> None:
-        """Queue ``text``, dropping the still-unsent message of the same ``kind`` (this one supersedes it);
-        it takes the newer position, so its order relative to other messages is kept."""
-        if self.close_with is not None:
-            return
-        old = self._latest.pop(kind, None)
-        if old is not None:
-            with contextlib.suppress(ValueError):
-                self.items.remove(old)
-        entry = _Latest(text)
-        self._latest[kind] = entry
-        self.items.append(entry)
-        self.wakeup.set()
-
-    def pop(self) -> str:
-        item = self.items.popleft()
-        if isinstance(item, str):
-            return item
-        for kind, entry in list(self._latest.items()):
-            if entry is item:
-                del self._latest[kind]
-        return item.text
-
-    def close(self, code: int, reason: str) -> None:
-        if self.close_with is None:
-            self.close_with = (code, reason)
-        self.wakeup.set()
 
 
 def participant_info(p: Participant) -> m.ParticipantInfo:
@@ -174,7 +107,7 @@ def tracks_message(tracks: list[PublishedTrack]) -> m.Tracks:
 class _Sink:
     """The room's view of this socket."""
 
-    def __init__(self, outbox: _Outbox) -> None:
+    def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.identity: str | None = None
 
@@ -196,11 +129,11 @@ class _Sink:
 class SignalingSession:
     def __init__(
         self,
-        ws: WebSocket,
         manager: RoomManager,
         keys: Mapping[str, str],
         *,
         clock: Callable[[], float],
+        client_host: str = "",
         limits: SessionLimits | None = None,
         on_event: Callable[[str], None] | None = None,
         media: MediaBackend | None = None,
@@ -216,12 +149,13 @@ class SignalingSession:
         self._disconnect_code = 1006
         self.media = media
         self.ice_servers = ice_servers or (lambda identity: [])
-        self.ws = ws
+        self.client_host = client_host
         self.manager = manager
         self.keys = keys
         self.clock = clock
         self.limits = limits or SessionLimits()
-        self.outbox = _Outbox(self.limits.outbox_size)
+        self.outbox = Outbox(self.limits.outbox_size)
+        self._join_deadline = 0.0
         self.sink = _Sink(self.outbox)
         self.token: AccessToken | None = None
         self.room: Room | None = None
@@ -234,78 +168,51 @@ class SignalingSession:
         self._offer_refill = 0.0
         self._waiting_offers: dict[str, asyncio.TimerHandle] = {}  # target -> an offer over budget, waiting
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ lifecycle (driven by signaling/ws.py)
 
-    async def run(self) -> None:
-        await self.ws.accept()
-        writer = asyncio.create_task(self._write_loop())
+    def open(self, raw_token: str) -> bool:
+        """Authenticate the socket's token; False (and a fatal error queued) if it is refused."""
         try:
-            raw_token = self.ws.query_params.get("access_token", "")
-            try:
-                self.token = verify(raw_token, self.keys, now=self.clock())
-            except TokenError as exc:
-                self._count("token_refused")
-                self._fatal(exc.code, exc.message, CLOSE_POLICY)
-            else:
-                await self._read_loop()
-        finally:
-            for waiting in self._waiting_offers.values():
-                waiting.cancel()
-            self._waiting_offers.clear()
-            if not self._park():
-                self._leave(self._leave_reason)
-            self.outbox.close(CLOSE_NORMAL, "bye")
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer, timeout=5)
-            if not writer.done():
-                writer.cancel()
+            self.token = verify(raw_token, self.keys, now=self.clock())
+        except TokenError as exc:
+            self._count("token_refused")
+            self._fatal(exc.code, exc.message, CLOSE_POLICY)
+            return False
+        self._join_deadline = self.clock() + self.limits.join_timeout
+        return True
 
-    async def _read_loop(self) -> None:
-        join_deadline = self.clock() + self.limits.join_timeout
+    def deadline(self) -> float:
+        """When the session must hear from the client: the join timeout before the join, the token's expiry
+        after it (a session ends with its token)."""
         assert self.token is not None
-        while self.outbox.close_with is None:
-            # before the join: the handshake timeout; after it: the token's expiry (a session ends with its token)
-            deadline = join_deadline if self.participant is None else self.token.expires_at
-            try:
-                frame = await asyncio.wait_for(self.ws.receive(), timeout=max(0.0, deadline - self.clock()))
-            except TimeoutError:
-                if self.participant is None:
-                    self._fatal("join_timeout", "no join message within the handshake timeout", CLOSE_POLICY)
-                else:
-                    self._count("token_expired")
-                    self._fatal("token_expired", "access token expired; reconnect with a new token", CLOSE_POLICY)
-                return
-            except WebSocketDisconnect as exc:
-                self._disconnect_code = exc.code
-                return
-            if frame["type"] == "websocket.disconnect":
-                self._disconnect_code = int(frame.get("code", 1006))
-                return
-            text = frame.get("text")
-            if text is None:
-                self._error("invalid_message", "binary frames are not part of the protocol")
-                continue
-            self._handle_text(text)
+        return self._join_deadline if self.participant is None else self.token.expires_at
 
-    async def _write_loop(self) -> None:
-        outbox = self.outbox
-        try:
-            while True:
-                await outbox.wakeup.wait()
-                outbox.wakeup.clear()
-                while outbox.items:
-                    await self.ws.send_text(outbox.pop())
-                if outbox.close_with is not None:
-                    code, reason = outbox.close_with
-                    if self.ws.application_state == WebSocketState.CONNECTED:
-                        await self.ws.close(code, reason)
-                    return
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            outbox.close(CLOSE_NORMAL, "gone")
+    def handle_deadline(self) -> None:
+        if self.participant is None:
+            self._fatal("join_timeout", "no join message within the handshake timeout", CLOSE_POLICY)
+        else:
+            self._count("token_expired")
+            self._fatal("token_expired", "access token expired; reconnect with a new token", CLOSE_POLICY)
+
+    def disconnected(self, code: int) -> None:
+        """The client's side closed (``code`` from its close frame, 1006 without one)."""
+        self._disconnect_code = code
+
+    def handle_binary(self) -> None:
+        self._error("invalid_message", "binary frames are not part of the protocol")
+
+    def finish(self) -> None:
+        """The socket is done: park the participant for a resume, or leave; nothing more will be sent."""
+        for waiting in self._waiting_offers.values():
+            waiting.cancel()
+        self._waiting_offers.clear()
+        if not self._park():
+            self._leave(self._leave_reason)
+        self.outbox.close(CLOSE_NORMAL, "bye")
 
     # ------------------------------------------------------------------ messages
 
-    def _handle_text(self, text: str) -> None:
+    def handle_text(self, text: str) -> None:
         if not self._take_token():
             return
         try:
@@ -492,8 +399,8 @@ class SignalingSession:
                 room, participant = parked.room, parked.participant
                 participant.sink = self.sink
             else:
-                host = self.ws.client.host if self.ws.client else ""
-                room, participant = self.manager.join(token, self.sink, now, client_key(host) if host else "")
+                client = client_key(self.client_host) if self.client_host else ""
+                room, participant = self.manager.join(token, self.sink, now, client)
         except RoomError as exc:
             self._count("join_refused")
             self._fatal(exc.code, exc.message, CLOSE_POLICY)
