@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from tests.e2e.test_call import AUDIO_PACKETS, FRAMES_DECODED, wait_stat
-from tests.support.browser import CHROMIUM, chromium_args
+from tests.support.browser import CHROMIUM, chromium_args, csp_safe_waits
 from tests.support.browser_fixtures import NewPage
 from tests.support.server import ServerProcess
 
@@ -64,7 +64,7 @@ async def test_echo_with_a_video_file_as_camera(server: ServerProcess, y4m_camer
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=chromium_args(y4m_camera))
         try:
             context = await browser.new_context(permissions=["camera", "microphone"])
-            page = await context.new_page()
+            page = csp_safe_waits(await context.new_page())
             await page.goto(f"{server.base}/echo?room=file-{uuid.uuid4().hex[:6]}&identity=filecam")
             await page.wait_for_function("window.echoState && window.echoState.connected")
             assert await wait_stat(page, FRAMES_DECODED, 20) >= 20

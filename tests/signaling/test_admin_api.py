@@ -68,7 +68,9 @@ def test_room_lifecycle_with_key_pair(server: ServerProcess) -> None:
     "body", [{"name": "bad name!"}, {"name": "x", "max_participants": 0}, {"nom": "x"}, {"name": 5}, "[[["]
 )
 def test_bad_create_requests_get_400(server: ServerProcess, body: object) -> None:
-    kwargs = {"content": body} if isinstance(body, str) else {"json": body}
+    kwargs = (
+        {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) else {"json": body}
+    )
     res = httpx.post(server.base + "/api/rooms", auth=AUTH, **kwargs)  # type: ignore[arg-type]
     assert res.status_code == 400
     assert res.json()["error"]["code"] in {"invalid_room", "invalid_request"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from tests.support.browser import CHROMIUM, chromium_args
+from tests.support.browser import CHROMIUM, chromium_args, csp_safe_waits
 
 NewPage = Callable[[str], Awaitable[Page]]
 
@@ -33,7 +33,7 @@ async def new_page(browser: Browser, artifacts: Path, request: pytest.FixtureReq
     async def open_page(url: str) -> Page:
         context = await browser.new_context(permissions=["camera", "microphone"])
         contexts.append(context)
-        page = await context.new_page()
+        page = csp_safe_waits(await context.new_page())
         page.on("console", lambda msg: console.append(f"[{len(pages)}] {msg.type}: {msg.text}"))
         page.on("pageerror", lambda exc: console.append(f"[{len(pages)}] pageerror: {exc}"))
         pages.append(page)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -23,8 +24,14 @@ class ServerProcess:
     """A ``roomcast serve`` subprocess; ``stop()`` sends SIGTERM and checks it exits cleanly."""
 
     def __init__(
-        self, log_dir: Path, env: Mapping[str, str] | None = None, args: list[str] | None = None, tls: bool = False
+        self,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        args: list[str] | None = None,
+        tls: bool = False,
+        nofile: tuple[int, int] | None = None,
     ) -> None:
+        """``nofile``: (soft, hard) ``RLIMIT_NOFILE`` for the server process, to make exhaustion tests cheap."""
         self.port = free_port()
         self.media_port = free_port(socket.SOCK_DGRAM)
         self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -50,6 +57,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=full_env,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None,
         )
         self._wait_ready()
 
@@ -68,6 +76,13 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def status_kb(self, field: str) -> int:
+        """A ``kB`` field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``: peak resident memory)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -22,7 +22,7 @@ from roomcast.app.asgi import create_app
 from roomcast.app.config import load
 from roomcast.proto.ice_lite import IceLiteAgent
 from roomcast.sfu.echo import EchoSession
-from tests.support.browser import CHROMIUM, chromium_args
+from tests.support.browser import CHROMIUM, chromium_args, csp_safe_waits
 from tests.support.server import free_port
 
 OUT = Path(__file__).parent / "fixtures" / "chromium.json"
@@ -64,7 +64,7 @@ async def main() -> None:
         await asyncio.sleep(0.05)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=chromium_args())
-        page = await (await browser.new_context(permissions=["camera", "microphone"])).new_page()
+        page = csp_safe_waits(await (await browser.new_context(permissions=["camera", "microphone"])).new_page())
         await page.goto(f"http://127.0.0.1:{port}/echo?room=capture&identity=capture")
         await page.wait_for_function("window.echoState && window.echoState.connected")
         deadline = time.monotonic() + 15

@@ -2,6 +2,13 @@
 
 Authentication: ``Authorization: Bearer <token>`` whose grants include ``roomAdmin`` (limited to the
 token's room when it names one), or ``Authorization: Basic base64(api_key:api_secret)``.
+
+A Bearer caller is a delegate, not the owner of the key: a kick revokes its token here too, and the tokens
+it mints live at most ``DELEGATE_MAX_TTL`` (and not past its own expiry), are never ``hidden`` and carry no
+grant it lacks itself, so a room admin cannot mint itself a lasting or invisible foothold.
+
+Bodies are JSON only (a ``text/plain`` POST is what a cross-site form can send with a browser's cached
+Basic credentials) and at most ``MAX_BODY`` bytes, refused from ``Content-Length`` or while streaming.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from starlette.routing import Route
 from roomcast.app.config import Config
 from roomcast.rooms.manager import Room, RoomError, RoomManager
 from roomcast.rooms.tokens import (
+    AccessToken,
     Grants,
     TokenError,
     mint,
@@ -31,7 +39,12 @@ from roomcast.rooms.tokens import (
 )
 from roomcast.signaling.session import participant_info
 
+MAX_BODY = 16 * 1024
+DELEGATE_MAX_TTL = 24 * 3600.0
 _STATUS = {
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    "permission_denied": 403,
     "room_not_found": 404,
     "participant_not_found": 404,
     "room_exists": 409,
@@ -61,9 +74,10 @@ class MintToken(msgspec.Struct, forbid_unknown_fields=True):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the key pair (any room) or an admin token (``room`` empty = any room)."""
+    """Who is calling: the key pair (any room, ``token`` None) or an admin token (``room`` empty = any room)."""
 
     room: str
+    token: AccessToken | None = None
 
     def may(self, room: str) -> bool:
         return not self.room or self.room == room
@@ -130,7 +144,9 @@ class AdminApi:
                 return error(401, exc.code, exc.message)
             if not token.grants.room_admin:
                 return error(403, "permission_denied", "token lacks the roomAdmin grant")
-            return Caller(room=token.grants.room)
+            if self.manager.is_revoked(token, self.clock()):
+                return error(401, "token_revoked", "this token was revoked (its holder was removed from the room)")
+            return Caller(room=token.grants.room, token=token)
         return error(401, "missing_credentials", "use Authorization: Bearer <admin token> or Basic key:secret")
 
     def _authed(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -144,14 +160,26 @@ class AdminApi:
             try:
                 return await handler(request, caller)
             except RoomError as exc:
-                return error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+                response = error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+                if exc.code == "body_too_large":
+                    response.headers["connection"] = "close"  # do not read (or keep) the rest of the upload
+                return response
 
         return endpoint
 
     async def _body(self, request: Request, kind: type[Any]) -> Any:
-        body = await request.body()
-        if len(body) > 16 * 1024:
-            raise RoomError("invalid_request", "request body too large")
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise RoomError("unsupported_media_type", "send the request body as Content-Type: application/json")
+        too_large = RoomError("body_too_large", f"request body over {MAX_BODY} bytes")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            raise too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise too_large
         try:
             return msgspec.json.decode(body, type=kind)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -206,7 +234,25 @@ class AdminApi:
         body: MintToken = await self._body(request, MintToken)
         if not caller.may(body.room):
             return error(403, "permission_denied", f"token is an admin of {caller.room!r} only")
-        return self._mint(body)
+        if caller.token is None:
+            return self._mint(body)
+        try:
+            ttl = parse_duration(body.ttl)
+        except ValueError as exc:
+            raise RoomError("invalid_request", str(exc)) from None
+        held = caller.token.grants
+        asked = {
+            "hidden": body.hidden,
+            "can_publish": body.can_publish and not held.can_publish,
+            "can_subscribe": body.can_subscribe and not held.can_subscribe,
+            "can_publish_data": body.can_publish_data and not held.can_publish_data,
+        }
+        broader = [name for name, wanted in asked.items() if wanted]
+        if broader:
+            return error(403, "permission_denied", f"an admin token cannot grant {', '.join(broader)}")
+        if ttl > DELEGATE_MAX_TTL:
+            return error(403, "permission_denied", "an admin token may mint tokens of at most 24h")
+        return self._mint(body, ttl=min(ttl, caller.token.expires_at - self.clock()))
 
     async def dev_token(self, request: Request) -> Response:
         """Tokens for the demo pages, only while the public dev key pair is in use."""
@@ -229,9 +275,10 @@ class AdminApi:
         except RoomError as exc:
             return error(400, exc.code, exc.message)
 
-    def _mint(self, body: MintToken) -> Response:
+    def _mint(self, body: MintToken, ttl: float | None = None) -> Response:
+        """Sign ``body``; ``ttl`` (seconds) overrides ``body.ttl`` once the caller's caps are applied."""
         try:
-            ttl = parse_duration(body.ttl)
+            ttl = parse_duration(body.ttl) if ttl is None else ttl
             validate_identity(body.identity)
             grants = Grants(
                 room=body.room,
@@ -253,4 +300,5 @@ class AdminApi:
             )
         except ValueError as exc:
             raise RoomError("invalid_request", str(exc)) from None
-        return JSONResponse({"token": token, "identity": body.identity, "room": body.room})
+        expires_at = int(self.clock() + ttl)
+        return JSONResponse({"token": token, "identity": body.identity, "room": body.room, "expires_at": expires_at})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,6 +25,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -34,6 +36,8 @@ from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
 from roomcast.app.config import Config
 from roomcast.app.drain import Drain
+from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
+from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
 from roomcast.apps.rules import DataRules
 from roomcast.rooms.manager import RoomManager
 from roomcast.rooms.resume import ResumeRegistry
@@ -106,6 +110,9 @@ class Metrics:
     def watch_media(self, media: MediaService) -> None:
         self.registry.register(_MediaCollector(media))
 
+    def watch_http(self, guard: ConnectionGuard) -> None:
+        self.registry.register(_HttpCollector(guard))
+
     def count(self, event: str) -> None:
         self.signaling.labels(event).inc()
 
@@ -152,6 +159,28 @@ class _MediaCollector(Collector):
         yield datagrams
 
 
+class _HttpCollector(Collector):
+    """The HTTP port's connection guard: open sockets and why connections were refused or closed."""
+
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self.guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        open_now = len(self.guard.open)
+        yield GaugeMetricFamily("roomcast_http_sockets", "Open connections on the HTTP port", value=open_now)
+        yield GaugeMetricFamily(
+            "roomcast_http_sockets_limit", "Most connections the HTTP port holds", value=self.guard.limits.max_sockets
+        )
+        closed = CounterMetricFamily(
+            "roomcast_http_connections_refused",
+            "HTTP-port connections refused or closed by the guard, by reason",
+            labels=["reason"],
+        )
+        for reason, value in sorted(self.guard.counters.items()):
+            closed.add_metric([reason], value)
+        yield closed
+
+
 _DROPS = frozenset(
     {
         "rtp_malformed",
@@ -180,6 +209,14 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         data_rules=DataRules,
     )
     metrics = Metrics(manager)
+    guard = ConnectionGuard(
+        GuardLimits(
+            max_sockets=socket_budget(config.max_sockets),
+            max_sockets_per_ip=config.max_sockets_per_ip,
+            header_timeout=config.header_timeout,
+        )
+    )
+    metrics.watch_http(guard)
     admin = AdminApi(config, manager, clock)
     limits = SessionLimits(join_timeout=config.join_timeout, messages_per_second=config.messages_per_second)
     resume = ResumeRegistry(manager, config.resume_window)
@@ -272,11 +309,21 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         return JSONResponse(body, status_code=503 if drain.active else 200)
 
     async def prometheus(request: Request) -> Response:
+        if config.metrics_token:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            expected = config.metrics_token.encode()
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+                message = "use Authorization: Bearer <metrics token>"
+                body = {"error": {"code": "invalid_credentials", "message": message}}
+                return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def page(filename: str) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
-            return FileResponse(WEB_DIR / filename, headers={"Cache-Control": "no-cache"})
+            headers = {"Cache-Control": "no-cache"}
+            if filename.endswith(".html"):
+                headers["Content-Security-Policy"] = page_csp(WEB_DIR / filename)
+            return FileResponse(WEB_DIR / filename, headers=headers)
 
         return endpoint
 
@@ -289,9 +336,11 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         *admin.routes(),
         *(Route(path, page(filename)) for path, filename in PAGES.items()),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    hosts = HostCheck.from_setting(config.allowed_hosts, dev_mode=config.dev_mode)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HttpPolicy, hosts=hosts)])
     app.state.manager = manager
     app.state.config = config
     app.state.metrics = metrics
     app.state.drain = drain
+    app.state.guard = guard  # the server's protocol classes enforce it (app/cli.py)
     return app

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
-import re
 import signal
 import sys
 import time
@@ -13,6 +13,7 @@ from types import FrameType
 
 from roomcast import __version__
 from roomcast.app.config import Config, ConfigError, load
+from roomcast.app.logs import install_redaction
 from roomcast.rooms.tokens import Grants, mint, parse_duration, validate_identity, validate_room
 
 WS_MAX_FRAME = 1024 * 1024  # frames above the 64 KiB message cap still get a typed error, then 1009
@@ -44,6 +45,35 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="drain_timeout",
         type=float,
         help="on SIGTERM, seconds open signaling sockets get to finish before they are closed (default 5)",
+    )
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="allow dev mode (no API key: anyone can mint tokens) on a non-loopback --host; never on a public network",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        dest="allowed_hosts",
+        help="comma-separated Host names served (e.g. rtc.example.com,*.example.com; '*' = any). Default: any, "
+        "or in dev mode IP addresses and localhost only",
+    )
+    p.add_argument(
+        "--header-timeout",
+        dest="header_timeout",
+        type=float,
+        help="seconds a connection gets to send its request head or WebSocket handshake (default 10)",
+    )
+    p.add_argument(
+        "--max-sockets",
+        dest="max_sockets",
+        type=int,
+        help="open connections on the HTTP port in all (default: from the file-descriptor limit)",
+    )
+    p.add_argument(
+        "--max-sockets-per-ip",
+        dest="max_sockets_per_ip",
+        type=int,
+        help="open connections on the HTTP port per client IP, IPv6 per /64 (default 256; 0 = no limit)",
     )
 
 
@@ -85,21 +115,29 @@ def _dev_warning(config: Config) -> None:
         )
 
 
-class _RedactTokens(logging.Filter):
-    """Access tokens travel in the ``/rtc`` query string; keep them out of the logs."""
-
-    _pattern = re.compile(r"(access_token=)[^&\s\"]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args and isinstance(record.args, tuple):
-            record.args = tuple(self._pattern.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
         return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_public_dev_mode(config: Config, allowed: bool) -> None:
+    """Dev mode serves ``/api/dev-token`` (admin tokens for anyone): loopback only, unless ``--dev`` says so."""
+    if config.dev_mode and not _is_loopback(config.host) and not allowed:
+        raise ConfigError(
+            f"dev mode (no ROOMCAST_API_KEY/ROOMCAST_API_SECRET) on {config.host}: anyone who can reach it can mint "
+            "admin tokens. Set the key pair, bind to 127.0.0.1, or pass --dev to accept this on a trusted network"
+        )
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from roomcast.app.asgi import create_app
+    from roomcast.app.http_guard import guarded_protocols, raise_fd_limit
 
     class Server(uvicorn.Server):
         """Exit 0 after a graceful SIGINT/SIGTERM shutdown instead of re-raising the signal. The first
@@ -135,19 +173,26 @@ def serve(args: argparse.Namespace) -> int:
             "turn_port": args.turn_port,
             "consent_timeout": args.consent_timeout,
             "drain_timeout": args.drain_timeout,
+            "allowed_hosts": args.allowed_hosts,
+            "header_timeout": args.header_timeout,
+            "max_sockets": args.max_sockets,
+            "max_sockets_per_ip": args.max_sockets_per_ip,
         },
         config_file=args.config,
     )
+    _refuse_public_dev_mode(config, args.dev)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _dev_warning(config)
+    fds_before, fds = raise_fd_limit()
     app = create_app(config)
-    for name in ("uvicorn.access", "uvicorn.error"):
-        logging.getLogger(name).addFilter(_RedactTokens())
+    http_protocol, ws_protocol = guarded_protocols(app.state.guard)
     server = Server(
         uvicorn.Config(
             app,
             host=config.host,
             port=config.port,
+            http=http_protocol,
+            ws=ws_protocol,
             log_level=config.log_level,
             ws_max_size=WS_MAX_FRAME,
             ws_ping_interval=20,
@@ -158,6 +203,16 @@ def serve(args: argparse.Namespace) -> int:
             ssl_certfile=config.tls_cert or None,
             ssl_keyfile=config.tls_key or None,
         )
+    )
+    install_redaction()  # after uvicorn.Config, which installs uvicorn's handlers
+    limits = app.state.guard.limits
+    logging.getLogger("roomcast.app").info(
+        "file descriptors: %d (was %d); HTTP port: at most %d connections, %s per IP, %gs for a request head",
+        fds,
+        fds_before,
+        limits.max_sockets,
+        limits.max_sockets_per_ip or "no limit",
+        limits.header_timeout,
     )
     scheme = "https" if config.tls_cert else "http"
     print(

@@ -11,6 +11,7 @@ from typing import Any
 
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "devsecret"
+MIN_SECRET_BYTES = 32  # HS256 keys shorter than the hash output can be brute-forced offline from one token
 
 
 class ConfigError(ValueError):
@@ -46,7 +47,13 @@ class Config:
     turn_port: int = 3478
     turn_tls_port: int = 0
     turn_ttl: float = 300.0
-    max_connections_per_ip: int = 200  # per source IP; behind a reverse proxy raise it or use 0 (no limit)
+    max_connections_per_ip: int = 200  # signaling sockets per source IP; behind a reverse proxy raise it or 0
+    # The HTTP port itself (every TCP connection, before any request is parsed): see app/http_guard.py.
+    max_sockets: int = 0  # open sockets in all; 0 = derived from the file-descriptor limit
+    max_sockets_per_ip: int = 256  # per source IP (IPv6: per /64); behind a reverse proxy use 0 (no limit)
+    header_timeout: float = 10.0  # a request head, or a WebSocket handshake, must arrive within this
+    allowed_hosts: str = ""  # comma-separated Host names ("*.example.com", "*"); empty: see app/http_policy.py
+    metrics_token: str = ""  # when set, GET /metrics needs "Authorization: Bearer <it>" (env/TOML only)
     dev_mode: bool = field(default=False)
 
     @property
@@ -72,6 +79,8 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
             return int(value)
         if kind in ("float", float):
             return float(value)
+        if isinstance(value, list):  # TOML arrays, e.g. allowed_hosts = ["a.example", "b.example"]
+            return ",".join(str(v) for v in value)
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid value {value!r} for {name}") from None
@@ -110,6 +119,11 @@ def load(
         config = replace(config, api_key=DEV_API_KEY, api_secret=DEV_API_SECRET, dev_mode=True)
     elif not config.api_key or not config.api_secret:
         raise ConfigError("set both ROOMCAST_API_KEY and ROOMCAST_API_SECRET, or neither for dev mode")
+    elif len(config.api_secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"ROOMCAST_API_SECRET is {len(config.api_secret.encode())} bytes; use at least {MIN_SECRET_BYTES} random "
+            "bytes (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     if not (0 <= config.port <= 65535):
         raise ConfigError(f"port {config.port} out of range")
     if bool(config.tls_cert) != bool(config.tls_key):
@@ -123,6 +137,8 @@ def load(
         raise ConfigError("default_room_mode must be 'sfu' or 'p2p'")
     if config.consent_timeout <= 0 or config.drain_timeout < 0:
         raise ConfigError("consent_timeout must be positive and drain_timeout not negative")
+    if config.header_timeout <= 0 or config.max_sockets < 0 or config.max_sockets_per_ip < 0:
+        raise ConfigError("header_timeout must be positive, max_sockets and max_sockets_per_ip not negative")
     if config.max_participants < 1 or config.max_rooms < 1:
         raise ConfigError("max_participants and max_rooms must be at least 1")
     return config

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,11 +125,26 @@ def render_coturn_config(o: CoturnOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def turn_config_main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="roomcast turn-config", description="write a coturn config with secure defaults")
-    secret = p.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--secret", help="shared secret (same as ROOMCAST_TURN_SECRET)")
-    secret.add_argument("--secret-file", help="read the shared secret from this file")
+SECRET_ENV = "ROOMCAST_TURN_SECRET"
+
+
+def write_private(path: str, text: str) -> None:
+    """Write ``text`` readable by its owner only (the file holds the TURN secret), also over an existing file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+        f.write(text)
+
+
+def turn_config_main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
+    env = dict(os.environ) if env is None else env
+    p = argparse.ArgumentParser(
+        prog="roomcast turn-config",
+        description=f"write a coturn config with secure defaults; the shared secret comes from {SECRET_ENV}",
+    )
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--secret-file", help=f"read the shared secret from this file instead of {SECRET_ENV}")
+    secret.add_argument("--secret", help=f"the shared secret (visible in ps and shell history: prefer {SECRET_ENV})")
     p.add_argument("--realm", default="roomcast")
     p.add_argument("--listen-ip", default="0.0.0.0")
     p.add_argument("--relay-ip")
@@ -147,8 +163,16 @@ def turn_config_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dev", action="store_true", help="allow loopback peers (tests on one machine only)")
     p.add_argument("--output", help="write here instead of stdout")
     args = p.parse_args(argv)
+    if args.secret:
+        warning = f"--secret shows in ps and shell history; use {SECRET_ENV}"
+        print(f"roomcast turn-config: warning: {warning}", file=sys.stderr)
     try:
-        secret_value = args.secret or Path(args.secret_file).read_text().strip()
+        if args.secret_file:
+            secret_value = Path(args.secret_file).read_text().strip()
+        else:
+            secret_value = args.secret or env.get(SECRET_ENV, "")
+        if not secret_value:
+            raise ValueError(f"set {SECRET_ENV} (or --secret-file) to the shared secret")
         text = render_coturn_config(
             CoturnOptions(
                 secret=secret_value,
@@ -174,7 +198,11 @@ def turn_config_main(argv: Sequence[str] | None = None) -> int:
         print(f"roomcast turn-config: error: {exc}", file=sys.stderr)
         return 2
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            write_private(args.output, text)
+        except OSError as exc:
+            print(f"roomcast turn-config: error: {exc}", file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(text)
     return 0
