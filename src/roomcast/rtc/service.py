@@ -335,6 +335,12 @@ class MediaService:
         router = self.routers.get(room)
         return router is not None and router.set_muted(owner, track_sid, muted)
 
+    def set_video_layer(self, room: str, owner: str, track_sid: str, spatial: int, temporal: int | None = None) -> bool:
+        """Which simulcast layer ``owner`` receives of ``track_sid`` (0 = lowest; temporal None = every TID);
+        False when it does not receive that track as simulcast (see ``Router.set_target_layer``)."""
+        router = self.routers.get(room)
+        return router is not None and router.set_target_layer(owner, track_sid, spatial, temporal)
+
     def mute_owner(self, room: str, owner: str, muted: bool) -> int:
         router = self.routers.get(room)
         return router.mute_owner(owner, muted) if router is not None else 0
