@@ -181,6 +181,22 @@ def test_huge_admin_bodies_are_refused_at_once_with_bounded_memory(fresh_server:
     assert server.alive()
 
 
+def test_a_trickled_admin_body_times_out(artifacts: Path) -> None:
+    proc = ServerProcess(artifacts, args=["--header-timeout", "2"])
+    try:
+        with socket.create_connection(("127.0.0.1", proc.port), timeout=15) as sock:
+            sock.sendall(
+                f"POST /api/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {BASIC}\r\n"
+                'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na'.encode()
+            )
+            answer = bytearray()
+            while chunk := sock.recv(4096):  # the server answers, then closes
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408") and b'"code":"body_timeout"' in answer, bytes(answer)
+    finally:
+        assert proc.stop() == 0
+
+
 # ---------------------------------------------------------------- /metrics
 
 

@@ -8,11 +8,13 @@ it mints live at most ``DELEGATE_MAX_TTL`` (and not past its own expiry), are ne
 grant it lacks itself, so a room admin cannot mint itself a lasting or invisible foothold.
 
 Bodies are JSON only (a ``text/plain`` POST is what a cross-site form can send with a browser's cached
-Basic credentials) and at most ``MAX_BODY`` bytes, refused from ``Content-Length`` or while streaming.
+Basic credentials), at most ``MAX_BODY`` bytes (refused from ``Content-Length`` or while streaming) and
+received within ``header_timeout``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -42,6 +44,7 @@ from roomcast.signaling.session import participant_info
 MAX_BODY = 16 * 1024
 DELEGATE_MAX_TTL = 24 * 3600.0
 _STATUS = {
+    "body_timeout": 408,
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "permission_denied": 403,
@@ -161,7 +164,7 @@ class AdminApi:
                 return await handler(request, caller)
             except RoomError as exc:
                 response = error(_STATUS.get(exc.code, 400), exc.code, exc.message)
-                if exc.code == "body_too_large":
+                if exc.code in ("body_too_large", "body_timeout"):
                     response.headers["connection"] = "close"  # do not read (or keep) the rest of the upload
                 return response
 
@@ -176,10 +179,16 @@ class AdminApi:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             raise too_large
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise too_large
+        try:
+            async with asyncio.timeout(self.config.header_timeout):  # a trickled body holds a socket and a task
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        raise too_large
+        except TimeoutError:
+            raise RoomError(
+                "body_timeout", f"request body not received within {self.config.header_timeout:g}s"
+            ) from None
         try:
             return msgspec.json.decode(body, type=kind)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
