@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 
-from roomcast.sfu.consumer import Consumer
+from roomcast.sfu.consumer import _SEQ_TS, Consumer
 from roomcast.sfu.producer import MAX_TEMPORAL, Layer
 from roomcast.wire import vp8
 from roomcast.wire.rtp import header_length
@@ -228,10 +228,10 @@ class SimulcastConsumer(Consumer):
             if not layer.keyframe or not (index == self.pending or (self.current < 0 and index <= self.spatial_goal)):
                 return
             self._switch(layer, pkt, now)
-        seq = (pkt[2] << 8) | pkt[3]
+        seq, ts = _SEQ_TS.unpack_from(pkt, 2)
         delta = (seq - self.in_seq) & 0xFFFF
         if delta == 0 or delta >= 0x8000:
-            self._late(pkt, layer, seq, now)
+            self._late(pkt, layer, seq, ts, now)
             return
         if delta > 1 and delta <= MAX_GAP:
             self._keep_slots(delta)
@@ -244,9 +244,9 @@ class SimulcastConsumer(Consumer):
                 self.seq_offset = (self.seq_offset - 1) & 0xFFFF
                 self.temporal_dropped += 1
                 return
-            self._emit(pkt, layer, (seq + self.seq_offset) & 0xFFFF, (pic + self.pic_offset) & 0x7FFF, now)
+            self._emit(pkt, layer, (seq + self.seq_offset) & 0xFFFF, (pic + self.pic_offset) & 0x7FFF, ts, now)
         else:
-            self._emit(pkt, layer, (seq + self.seq_offset) & 0xFFFF, -1, now)
+            self._emit(pkt, layer, (seq + self.seq_offset) & 0xFFFF, -1, ts, now)
 
     def _new_frame(self, layer: Layer, pic: int) -> None:
         self.frame_pic = pic
@@ -287,7 +287,7 @@ class SimulcastConsumer(Consumer):
             self.gap_out[i] = (seq + self.seq_offset) & 0xFFFF
             self.gap_pic_offset[i] = self.pic_offset
 
-    def _late(self, pkt: bytes, layer: Layer, seq: int, now: float) -> None:
+    def _late(self, pkt: bytes, layer: Layer, seq: int, ts: int, now: float) -> None:
         i = seq & _GAP_MASK
         if self.gap_tag[i] != (self.gen << 16) | seq:
             self.late_dropped += 1  # a duplicate, or older than the switch to this layer
@@ -301,14 +301,13 @@ class SimulcastConsumer(Consumer):
             if self.pic_tag[slot] == (self.gen << 15) | pic:
                 out_pic = self.pic_out[slot]
                 if out_pic < 0:  # its frame was dropped: padding keeps the sequence without a hole
-                    self._emit(bytes([0xA0, pkt[1] & 0x7F]) + pkt[2:8] + _PADDING[8:], layer, out_seq, -1, now)
+                    self._emit(bytes([0xA0, pkt[1] & 0x7F]) + pkt[2:8] + _PADDING[8:], layer, out_seq, -1, ts, now)
                     return
             else:
                 out_pic = (pic + self.gap_pic_offset[i]) & 0x7FFF  # a frame we never saw: where it belonged
-        self._emit(pkt, layer, out_seq, out_pic, now)
+        self._emit(pkt, layer, out_seq, out_pic, ts, now)
 
-    def _emit(self, pkt: bytes, layer: Layer, out_seq: int, out_pic: int, now: float) -> None:
-        ts = (pkt[4] << 24) | (pkt[5] << 16) | (pkt[6] << 8) | pkt[7]
+    def _emit(self, pkt: bytes, layer: Layer, out_seq: int, out_pic: int, ts: int, now: float) -> None:
         out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
         b1 = pkt[1]
         mapped = self.pt_map.get(b1 & 0x7F)
@@ -333,9 +332,14 @@ class SimulcastConsumer(Consumer):
         if patch:
             buf = self.scratch
             buf[:] = pkt
-            vp8.write_picture_id(buf, layer.picture_id_pos, out_pic)
+            pos = layer.picture_id_pos  # vp8.write_picture_id / write_tl0picidx, inlined
+            if buf[pos] & 0x80:
+                buf[pos] = 0x80 | (out_pic >> 8)
+                buf[pos + 1] = out_pic & 0xFF
+            else:
+                buf[pos] = out_pic & 0x7F
             if out_tl0 >= 0:
-                vp8.write_tl0picidx(buf, layer.tl0picidx_pos, out_tl0)
+                buf[layer.tl0picidx_pos] = out_tl0
             if self.send_rewritten is not None:
                 self.send_rewritten(buf, b1, out_seq, out_ts, self.ssrc)
             else:
