@@ -273,3 +273,26 @@ def test_reused_subscriber_mline_keeps_its_numbering_across_producers() -> None:
     seqs = [RtpPacket.parse(p).sequence_number for p in sent]
     assert seqs == list(range(100, 115))
     assert {RtpPacket.parse(p).ssrc for p in sent} == {5555}
+
+
+def test_a_new_subscriber_transport_receives_the_tracks_it_kept() -> None:
+    """A participant's $subscribe peer connection replaced (new DTLS: not an ICE restart) with the same
+    m-lines: the consumers it keeps send on the new transport, not on the closed one."""
+    net = SimNetwork(seed=1)
+    router = Router("room")
+    old_sent: list[bytes] = []
+    new_sent: list[bytes] = []
+    pub = router.participant("a", "alice")
+    viewer = router.participant("v", "viewer")
+    router.attach_publisher(pub, FakeTransport(SERVER_IN, PUB, net), negotiated("recvonly", remote=(MEDIA_SSRC,)), {})  # type: ignore[arg-type]
+    sid = router.tracks()[0].sid
+    old = FakeTransport(SERVER_OUT, SUB, net)
+    old.send_rtp = lambda pkt: old_sent.append(bytes(pkt))  # type: ignore[method-assign]
+    router.attach_subscriber(viewer, old, negotiated("sendonly", send=5555, send_rtx=6666), {"0": sid})  # type: ignore[arg-type]
+    pub.publisher.on_rtp(RtpPacket(96, 1, 10, MEDIA_SSRC, b"a").serialize())  # type: ignore[union-attr,misc,operator]
+    new = FakeTransport(SERVER_OUT, SUB, net)
+    new.send_rtp = lambda pkt: new_sent.append(bytes(pkt))  # type: ignore[method-assign]
+    router.attach_subscriber(viewer, new, negotiated("sendonly", send=5555, send_rtx=6666), {"0": sid})  # type: ignore[arg-type]
+    pub.publisher.on_rtp(RtpPacket(96, 2, 20, MEDIA_SSRC, b"b").serialize())  # type: ignore[union-attr,misc,operator]
+    assert len(old_sent) == 1 and len(new_sent) == 1
+    assert RtpPacket.parse(new_sent[0]).sequence_number == 2

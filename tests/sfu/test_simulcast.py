@@ -297,3 +297,21 @@ def test_leaving_unregisters_every_consumer_from_every_layer() -> None:
     assert not router.tracks()[0].consumers
     router.remove_participant("pub")
     assert not router.producers and not router.participants
+
+
+def test_sequence_jumps_keep_a_bounded_memory_of_gaps() -> None:
+    """A publisher jumping its sequence numbers costs one gap entry per jump and at most 16 of them."""
+    router, publisher, downs, _sid = setup()
+    run(router, publisher, 0.5)
+    f = publisher.layers[2]
+    first_gap = (f.seq + 1) & 0xFFFF
+    for _ in range(20):  # each frame of f skips 500 sequence numbers (a gap is remembered until 16 newer ones)
+        f.seq = (f.seq + 500) & 0xFFFF
+        run(router, publisher, 1 / 30)
+    consumer = consumer_of(router)
+    assert sum(1 for size in consumer.gap_size if size) == 16  # the oldest gaps were forgotten ...
+    sent = len(downs[0].rtp)
+    template = publisher.sent[(f.ssrc, (f.seq - 3) & 0xFFFF)]
+    publisher.sent[(f.ssrc, first_gap)] = template[:2] + first_gap.to_bytes(2, "big") + template[4:]
+    publisher.resend(2, first_gap)  # a packet the first gap missed, repaired much later
+    assert len(downs[0].rtp) == sent and consumer.late_dropped == 1  # ... so a packet from one is dropped

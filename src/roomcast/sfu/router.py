@@ -340,6 +340,11 @@ class Router:
         subscriptions: dict[str, str],
     ) -> None:
         """(Re)negotiated subscriber transport: a consumer per sending m-line, bound to its producer."""
+        if media.subscriber is not None and media.subscriber is not transport:
+            # a new peer connection for this participant (not an ICE restart): what it kept goes there now
+            for consumer, _producer in media.consumers.values():
+                consumer.send, consumer.send_rewritten = transport.send_rtp, transport.send_rtp_rewritten
+                consumer.send_rtcp = transport.send_rtcp
         media.subscriber = transport
         transport.on_rtp = lambda pkt: None
         transport.on_rtcp = lambda pkt: self._on_subscriber_rtcp(media, pkt)

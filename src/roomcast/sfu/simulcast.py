@@ -34,7 +34,7 @@ from roomcast.wire.rtp import header_length
 KEYFRAME_RETRY_MIN = 0.5
 KEYFRAME_RETRY_MAX = 4.0
 MAX_GAP = 512  # a bigger sequence jump is a discontinuity, not loss: no slots are kept for it
-_GAP_MASK = 1023
+_GAPS = 16  # gaps remembered (a ring): each costs O(1) to keep, whatever its length
 _PIC_MASK = 63
 _PATCHED = 1 << 55
 _PADDING = struct.pack("!BBHII", 0xA0, 0, 0, 0, 0) + b"\x00\x00\x00\x04"  # RFC 3550 §5.1: padding only
@@ -50,9 +50,12 @@ class SimulcastConsumer(Consumer):
         "current",
         "frame_dropped",
         "frame_pic",
-        "gap_out",
+        "gap_filled",
+        "gap_next",
         "gap_pic_offset",
-        "gap_tag",
+        "gap_seq_offset",
+        "gap_size",
+        "gap_start",
         "gen",
         "in_seq",
         "keyframe_requests",
@@ -94,11 +97,16 @@ class SimulcastConsumer(Consumer):
         self.keyframe_requests = 0
         self.temporal_dropped = 0
         self.late_dropped = 0
-        self.gen = 0  # bumped at each switch: slots kept for one layer mean nothing for the next
+        self.gen = 0  # bumped at each switch: picture slots kept for one layer mean nothing for the next
         self.in_seq = 0
-        self.gap_tag = [-1] * (_GAP_MASK + 1)
-        self.gap_out = [0] * (_GAP_MASK + 1)
-        self.gap_pic_offset = [0] * (_GAP_MASK + 1)
+        # gaps in the current layer's sequence numbers: first missing seq, how many, the offsets then in
+        # force, and which of them have arrived since (a bit each); size 0 = a free entry
+        self.gap_start = [0] * _GAPS
+        self.gap_size = [0] * _GAPS
+        self.gap_seq_offset = [0] * _GAPS
+        self.gap_pic_offset = [0] * _GAPS
+        self.gap_filled = [0] * _GAPS
+        self.gap_next = 0
         self.frame_pic = -1
         self.frame_dropped = False
         self.pic_offset = self.tl0_offset = 0
@@ -234,7 +242,7 @@ class SimulcastConsumer(Consumer):
             self._late(pkt, layer, seq, ts, now)
             return
         if delta > 1 and delta <= MAX_GAP:
-            self._keep_slots(delta)
+            self._keep_gap(delta)
         self.in_seq = seq
         pic = layer.picture_id
         if pic >= 0:
@@ -277,23 +285,26 @@ class SimulcastConsumer(Consumer):
             return False
         return True
 
-    def _keep_slots(self, delta: int) -> None:
-        """Sequence numbers lost or late between ``in_seq`` and the packet ``delta`` after it keep their slots."""
-        base, gen = self.in_seq, self.gen << 16
-        for k in range(1, delta):
-            seq = (base + k) & 0xFFFF
-            i = seq & _GAP_MASK
-            self.gap_tag[i] = gen | seq
-            self.gap_out[i] = (seq + self.seq_offset) & 0xFFFF
-            self.gap_pic_offset[i] = self.pic_offset
+    def _keep_gap(self, delta: int) -> None:
+        """The ``delta - 1`` sequence numbers after ``in_seq`` are missing: keep their slots (one entry)."""
+        k = self.gap_next
+        self.gap_next = (k + 1) % _GAPS
+        self.gap_start[k] = (self.in_seq + 1) & 0xFFFF
+        self.gap_size[k] = delta - 1
+        self.gap_seq_offset[k] = self.seq_offset
+        self.gap_pic_offset[k] = self.pic_offset
+        self.gap_filled[k] = 0
 
     def _late(self, pkt: bytes, layer: Layer, seq: int, ts: int, now: float) -> None:
-        i = seq & _GAP_MASK
-        if self.gap_tag[i] != (self.gen << 16) | seq:
+        for k in range(_GAPS):
+            i = (seq - self.gap_start[k]) & 0xFFFF
+            if i < self.gap_size[k] and not self.gap_filled[k] >> i & 1:
+                break
+        else:
             self.late_dropped += 1  # a duplicate, or older than the switch to this layer
             return
-        self.gap_tag[i] = -1
-        out_seq = self.gap_out[i]
+        self.gap_filled[k] |= 1 << i
+        out_seq = (seq + self.gap_seq_offset[k]) & 0xFFFF
         pic = layer.picture_id
         out_pic = -1
         if pic >= 0:
@@ -304,7 +315,7 @@ class SimulcastConsumer(Consumer):
                     self._emit(bytes([0xA0, pkt[1] & 0x7F]) + pkt[2:8] + _PADDING[8:], layer, out_seq, -1, ts, now)
                     return
             else:
-                out_pic = (pic + self.gap_pic_offset[i]) & 0x7FFF  # a frame we never saw: where it belonged
+                out_pic = (pic + self.gap_pic_offset[k]) & 0x7FFF  # a frame we never saw: where it belonged
         self._emit(pkt, layer, out_seq, out_pic, ts, now)
 
     def _emit(self, pkt: bytes, layer: Layer, out_seq: int, out_pic: int, ts: int, now: float) -> None:
@@ -377,6 +388,7 @@ class SimulcastConsumer(Consumer):
         self.current = layer.index
         self.source_ssrc = layer.ssrc
         self.gen = (self.gen + 1) & 0xFFFF
+        self.gap_size = [0] * _GAPS  # gaps of the old layer are nothing to the new one
         self.in_seq = (seq - 1) & 0xFFFF
         self.frame_pic = -1
         self.temporal = self.target_temporal  # a keyframe is a sync point for every temporal layer
