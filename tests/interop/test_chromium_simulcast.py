@@ -1,5 +1,6 @@
 """Chromium publishes simulcast (three encodings, rids q/h/f) through Roomcast's JSON signaling; a Chromium
-viewer receives one layer, moved by the server at a keyframe without a freeze (issue 14 items 1-2).
+viewer receives one layer, moved by the server at a keyframe without a freeze, and a lower frame rate when
+the server keeps only the base temporal layer (issue 14 items 1-2).
 
 The JS SDK does not publish simulcast yet, so the publisher page here builds its transceiver itself
 (``sendEncodings``) and negotiates through the SDK's ``ServerPeer`` exactly as ``publish()`` does. The
@@ -103,6 +104,24 @@ async def steady(page: Page) -> dict[str, float]:
     raise AssertionError(f"viewer never steady: {last}")
 
 
+async def frame_rate(page: Page) -> float:
+    script = """async () => { for (const s of await window.room.getStats())
+      if (s.type === 'inbound-rtp' && s.kind === 'video') return s.framesPerSecond || 0; return 0; }"""
+    return float(await page.evaluate(script))
+
+
+async def wait_frame_rate(page: Page, ok: Any, timeout: float = 15.0) -> list[dict[str, float]]:
+    """Sample every 200 ms until Chromium's framesPerSecond satisfies ``ok``; returns the samples (with fps)."""
+    samples: list[dict[str, float]] = []
+    for _ in range(int(timeout / 0.2)):
+        s = await inbound(page) | {"fps": await frame_rate(page)}
+        samples.append(s)
+        if ok(s["fps"]):
+            return samples
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"frame rate never changed as wanted: {samples[-5:]}")
+
+
 def no_stall(samples: list[dict[str, float]]) -> None:
     """framesDecoded grew over every second of samples (a frozen picture stops it)."""
     for i in range(5, len(samples)):
@@ -158,3 +177,16 @@ async def test_a_viewer_moves_between_layers_of_a_chromium_simulcast_at_keyframe
     assert stats is not None
     (entry,) = stats["participants"]["viewer"]["consumers"]  # type: ignore[index]
     assert entry["switches"] >= 2 and entry["keyframe_requests"] >= 2 and entry["spatial"] == active[-1]
+
+    # Chromium's VP8 simulcast layers have three temporal layers (TID 0-2, TL0 a quarter of the frames):
+    # keeping TL0 only lowers the frame rate at once, resolution unchanged; all TIDs bring it back
+    assert track.layers[active[-1]].max_tid == 2
+    full_fps = await frame_rate(viewer)
+    assert full_fps >= 8, full_fps
+    assert media.set_video_layer(room, owner, track.sid, active[-1], 0)
+    tl0 = await wait_frame_rate(viewer, lambda fps: fps * 2 <= full_fps)
+    assert tl0[-1]["width"] == high_width and consumer.temporal_dropped > 0
+    assert media.set_video_layer(room, owner, track.sid, active[-1], None)
+    tl0_fps = tl0[-1]["fps"]
+    back = await wait_frame_rate(viewer, lambda fps: fps >= 2 * tl0_fps)
+    no_stall(tl0 + back)
