@@ -144,3 +144,25 @@ def test_ssrc_group_sim_binds_layers_in_order_with_their_rtx() -> None:
     assert [(layer.ssrc, layer.rtx_ssrc) for layer in track.layers] == [(100, 101), (200, 201)]
     transport.on_rtp(rtp(96, 5, 200))  # type: ignore[operator]
     assert track.layers[1].packets == 1 and router.counters["unknown_ssrc"] == 0
+
+
+def test_announced_ssrcs_without_sim_are_bound_by_rid_and_bring_their_rtx() -> None:
+    """Firefox-style: a=ssrc and FID groups per layer, no SIM group: which SSRC is which layer only the RID
+    extension says; once a layer's primary is known, its announced RTX SSRC is bound with it."""
+    offer = GSTREAMER_OFFER.replace(
+        "a=mid:video0\n",
+        "a=mid:video0\na=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid\n"
+        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\n"
+        "a=rid:q send\na=rid:h send\na=simulcast:send h;q\n"
+        "a=ssrc-group:FID 300 301\na=ssrc-group:FID 400 401\n"
+        "a=ssrc:300 cname:x\na=ssrc:301 cname:x\na=ssrc:400 cname:x\na=ssrc:401 cname:x\n"
+        "a=rtpmap:98 rtx/90000\na=fmtp:98 apt=96\n",
+    ).replace("m=video 9 UDP/TLS/RTP/SAVPF 96", "m=video 9 UDP/TLS/RTP/SAVPF 96 98")
+    negotiated = answer(offer)
+    assert negotiated.media[0].layers == (("q",), ("h",))  # q/h/f named: ordered by name, not as offered
+    router, transport = publish(negotiated)
+    track = next(p for p in router.tracks() if p.kind == "video")
+    assert [layer.ssrc for layer in track.layers] == [None, None]  # nothing guessed from the a=ssrc order
+    transport.on_rtp(rtp(96, 1, 400, ((3, b"video0"), (4, b"q"))))  # type: ignore[operator]
+    transport.on_rtp(rtp(96, 1, 300, ((3, b"video0"), (4, b"h"))))  # type: ignore[operator]
+    assert [(layer.ssrc, layer.rtx_ssrc) for layer in track.layers] == [(400, 401), (300, 301)]

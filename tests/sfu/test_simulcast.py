@@ -315,3 +315,15 @@ def test_sequence_jumps_keep_a_bounded_memory_of_gaps() -> None:
     publisher.sent[(f.ssrc, first_gap)] = template[:2] + first_gap.to_bytes(2, "big") + template[4:]
     publisher.resend(2, first_gap)  # a packet the first gap missed, repaired much later
     assert len(downs[0].rtp) == sent and consumer.late_dropped == 1  # ... so a packet from one is dropped
+
+
+def test_a_publisher_leaving_first_leaves_its_subscribers_consumers_holding_nothing() -> None:
+    router, publisher, _downs, sid = setup(subscribers=2)
+    run(router, publisher, 0.5)
+    consumer = consumer_of(router)
+    router.remove_participant("pub")
+    assert consumer.layers == ()
+    router.tick(10.0)  # its subscribers' consumers are still listed until they renegotiate: no crash
+    router._on_subscriber_rtcp(router.participants["sub0"], _pli(SUB_SSRC))
+    assert not router.set_target_layer("sub0", sid, 0)
+    assert router.set_bitrate_budget("sub0", sid, 1e6) is None

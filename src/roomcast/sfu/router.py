@@ -451,7 +451,7 @@ class Router:
         if media is None:
             return None
         for consumer, producer in media.consumers.values():
-            if producer.sid == track_sid and isinstance(consumer, SimulcastConsumer):
+            if producer.sid == track_sid and isinstance(consumer, SimulcastConsumer) and not producer.closed:
                 return consumer, producer
         return None
 

@@ -83,7 +83,7 @@ class SimulcastConsumer(Consumer):
 
     def __init__(self, *, layers: Sequence[Layer], request_keyframe: KeyframeRequest, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.layers = layers
+        self.layers: Sequence[Layer] = layers
         self.request_keyframe = request_keyframe
         self.target_spatial = len(layers) - 1
         self.target_temporal = MAX_TEMPORAL - 1
@@ -124,6 +124,8 @@ class SimulcastConsumer(Consumer):
 
     def set_target_layer(self, spatial: int, temporal: int | None, now: float) -> None:
         """Forward ``spatial`` (clamped to the layers there are) at TIDs up to ``temporal`` (None: all)."""
+        if not self.layers:
+            return
         self.target_spatial = max(0, min(spatial, len(self.layers) - 1))
         self.target_temporal = MAX_TEMPORAL - 1 if temporal is None else max(0, min(temporal, MAX_TEMPORAL - 1))
         self._retarget(now)
@@ -131,6 +133,8 @@ class SimulcastConsumer(Consumer):
     def set_bitrate_budget(self, bitrate: float, now: float) -> tuple[int, int]:
         """Choose the layer for ``bitrate`` bits/s from the producer's measured layer bitrates (with
         hysteresis, see :class:`LayerSelector`); returns the (spatial, temporal) target now in force."""
+        if not self.layers:
+            return self.target_spatial, self.target_temporal
         rates = [list(layer.temporal_bitrates) if layer.max_tid >= 0 else [layer.bitrate] for layer in self.layers]
         temporal = min(self.target_temporal, max(len(rates[self.target_spatial]) - 1, 0))
         choice = self.selector.select(rates, bitrate, (self.target_spatial, temporal), now)
@@ -144,7 +148,7 @@ class SimulcastConsumer(Consumer):
 
     def handle_timeout(self, now: float) -> None:
         """Follow layers that stop or come back; re-ask for a keyframe that has not arrived."""
-        if self.paused:
+        if self.paused or not self.layers:
             return
         goal = self._goal(now)
         if goal != self.spatial_goal or (goal != self.current and goal != self.pending):
@@ -164,9 +168,13 @@ class SimulcastConsumer(Consumer):
         self._register()
 
     def detach(self) -> None:
+        """Leave the producer: off its layers, and holding none of it (a parked consumer outlives it)."""
         for layer in self.layers:
             if self in layer.layer_consumers:
                 layer.layer_consumers = tuple(c for c in layer.layer_consumers if c is not self)
+        self.layers = ()
+        self.request_keyframe = _no_request
+        self.pending = -1
 
     def continue_numbering(self, other: Consumer) -> None:
         """Carry on ``other``'s output numbering (a parked subscriber m-line reused for this track)."""
@@ -417,6 +425,10 @@ class SimulcastConsumer(Consumer):
         elif out == last:
             out = (last + 1) & 0xFFFFFFFF
         return out
+
+
+def _no_request(index: int, force: bool) -> None:
+    """A detached consumer asks for nothing."""
 
 
 def _signed32(value: int) -> int:
