@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import Frame, Page, Route
 
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET, dev_token
+from tests.support.browser import csp_safe_waits
 from tests.support.browser_fixtures import NewPage
 from tests.support.server import ServerProcess
 
@@ -147,6 +148,7 @@ async def test_a_framed_call_starts_the_camera_only_after_a_click(
     await page.goto(base)
     frame = await (await page.wait_for_selector("#victim")).content_frame()
     assert frame is not None
+    frame = csp_safe_waits(frame)  # type: ignore[arg-type]  # the framed page runs under its CSP too
     await frame.wait_for_url(re.compile(r".*/call\?.*"))
     await frame.wait_for_function(DECIDED, timeout=20_000)
     assert await frame.evaluate("window.top !== window.self") is True
