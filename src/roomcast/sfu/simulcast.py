@@ -48,7 +48,10 @@ class SimulcastConsumer(Consumer):
 
     __slots__ = (
         "current",
+        "frame_bits",
         "frame_dropped",
+        "frame_out_pic",
+        "frame_out_tl0",
         "frame_pic",
         "gap_filled",
         "gap_next",
@@ -109,6 +112,8 @@ class SimulcastConsumer(Consumer):
         self.gap_next = 0
         self.frame_pic = -1
         self.frame_dropped = False
+        self.frame_bits = self.frame_out_pic = 0
+        self.frame_out_tl0 = -1
         self.pic_offset = self.tl0_offset = 0
         self.last_out_pic = self.last_out_tl0 = -1
         self.pic_tag = [-1] * (_PIC_MASK + 1)
@@ -237,21 +242,25 @@ class SimulcastConsumer(Consumer):
     # ------------------------------------------------------------------ packets
 
     def on_layer_packet(self, pkt: bytes, layer: Layer, now: float) -> None:
+        """One packet of ``layer``: switch here if it is the keyframe awaited, else forward or drop it.
+        The in-order path is written out in full (no helper calls): it runs per packet per subscriber."""
         if self.paused:
             return
-        index = layer.index
-        if index != self.current:
+        if layer.index != self.current:
+            index = layer.index
             if not layer.keyframe or not (index == self.pending or (self.current < 0 and index <= self.spatial_goal)):
                 return
             self._switch(layer, pkt, now)
         seq, ts = _SEQ_TS.unpack_from(pkt, 2)
         delta = (seq - self.in_seq) & 0xFFFF
-        if delta == 0 or delta >= 0x8000:
-            self._late(pkt, layer, seq, ts, now)
-            return
-        if delta > 1 and delta <= MAX_GAP:
-            self._keep_gap(delta)
+        if delta != 1:
+            if delta == 0 or delta >= 0x8000:
+                self._late(pkt, layer, seq, ts, now)
+                return
+            if delta <= MAX_GAP:
+                self._keep_gap(delta)
         self.in_seq = seq
+        bits = 0
         pic = layer.picture_id
         if pic >= 0:
             if pic != self.frame_pic:
@@ -260,11 +269,44 @@ class SimulcastConsumer(Consumer):
                 self.seq_offset = (self.seq_offset - 1) & 0xFFFF
                 self.temporal_dropped += 1
                 return
-            self._emit(pkt, layer, (seq + self.seq_offset) & 0xFFFF, (pic + self.pic_offset) & 0x7FFF, ts, now)
+            bits = self.frame_bits
+        out_seq = (seq + self.seq_offset) & 0xFFFF
+        out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
+        b1 = pkt[1]
+        mapped = self.pt_map.get(b1 & 0x7F)
+        if mapped is not None:
+            b1 = (b1 & 0x80) | mapped
+        self.ring.store(out_seq, pkt, out_ts | bits)
+        last = self.last_out_seq
+        if last is None or ((out_seq - last) & 0xFFFF) < 0x8000:
+            self.last_out_seq = out_seq
+            self.last_out_ts = out_ts
+            self.last_sent_at = now
+        self.packets_sent += 1
+        self.bytes_sent += len(pkt)
+        if bits:  # this frame's picture ID / TL0PICIDX differ from the source's: patch a reused copy
+            out = self.scratch
+            out[:] = pkt
+            pos = layer.picture_id_pos
+            out_pic = self.frame_out_pic
+            if out[pos] & 0x80:
+                out[pos] = 0x80 | (out_pic >> 8)
+                out[pos + 1] = out_pic & 0xFF
+            else:
+                out[pos] = out_pic & 0x7F
+            if self.frame_out_tl0 >= 0:
+                out[layer.tl0picidx_pos] = self.frame_out_tl0
+            if self.send_rewritten is not None:
+                self.send_rewritten(out, b1, out_seq, out_ts, self.ssrc)
+            else:
+                self.send(self._rewrite(out, b1, out_seq, out_ts))
+        elif self.send_rewritten is not None:
+            self.send_rewritten(pkt, b1, out_seq, out_ts, self.ssrc)
         else:
-            self._emit(pkt, layer, (seq + self.seq_offset) & 0xFFFF, -1, ts, now)
+            self.send(self._rewrite(pkt, b1, out_seq, out_ts))
 
     def _new_frame(self, layer: Layer, pic: int) -> None:
+        """A frame begins (in order): forward or drop it, and what its VP8 fields become."""
         self.frame_pic = pic
         dropped = self.frame_dropped = self._drop_frame(layer)
         slot = pic & _PIC_MASK
@@ -272,11 +314,13 @@ class SimulcastConsumer(Consumer):
         if dropped:
             self.pic_out[slot] = -1
             self.pic_offset = (self.pic_offset - 1) & 0x7FFF
-        else:
-            out = self.pic_out[slot] = (pic + self.pic_offset) & 0x7FFF
-            self.last_out_pic = out
-            if layer.tl0picidx >= 0:
-                self.last_out_tl0 = (layer.tl0picidx + self.tl0_offset) & 0xFF
+            return
+        out = self.pic_out[slot] = self.frame_out_pic = self.last_out_pic = (pic + self.pic_offset) & 0x7FFF
+        tl0 = layer.tl0picidx
+        out_tl0 = self.frame_out_tl0 = (tl0 + self.tl0_offset) & 0xFF if tl0 >= 0 else -1
+        if tl0 >= 0:
+            self.last_out_tl0 = out_tl0
+        self.frame_bits = _PATCHED | (out << 32) | ((out_tl0 & 0xFF) << 47) if out != pic or out_tl0 != tl0 else 0
 
     def _drop_frame(self, layer: Layer) -> bool:
         """Temporal layer decision at a frame's first packet: down at once, up at a layer sync frame."""
