@@ -14,13 +14,14 @@ from tests.support.browser_fixtures import NewPage
 from tests.support.server import ServerProcess
 
 VIDEO_STATS = """async () => {
-  const out = {encoded: 0, decoded: 0, nacks: 0, retransmitted: 0, lost: 0,
+  const out = {encoded: 0, by_rid: {}, decoded: 0, nacks: 0, retransmitted: 0, lost: 0,
                states: Array.from(window.room.serverPeers.values()).map(p => p.pc.connectionState),
                room: window.room.state};
   for (const s of await window.room.getStats()) {
     if (s.kind !== 'video') continue;
     if (s.type === 'outbound-rtp') {
       out.encoded += s.framesEncoded || 0;
+      out.by_rid[s.rid || ''] = s.framesEncoded || 0;  // simulcast: one outbound stream per layer
       out.retransmitted += s.retransmittedPacketsSent || 0;
     } else if (s.type === 'inbound-rtp') {
       out.decoded += s.framesDecoded || 0;

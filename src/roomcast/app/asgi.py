@@ -40,6 +40,7 @@ from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
 from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
 from roomcast.apps.rules import DataRules
 from roomcast.rooms.manager import RoomManager
+from roomcast.rooms.model import PublisherLayersEvent
 from roomcast.rooms.resume import ResumeRegistry
 from roomcast.rtc.service import MediaService, start_media
 from roomcast.runtime.driver import TimerDriver
@@ -231,6 +232,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         app.state.media = await start_media(media_host, config.media_port, config.public_ip or None)
         metrics.watch_media(app.state.media)
         app.state.media.on_tracks_changed = manager.broadcast_tracks
+        app.state.media.on_publisher_layers = lambda room, owner, track_id, rids: manager.tell_participant(
+            room, owner, PublisherLayersEvent(track_id, tuple(rids))
+        )
         app.state.media.max_incoming_bitrate = config.max_incoming_bitrate
         app.state.media.max_publishers = config.max_publishers
         app.state.media.max_tracks_per_participant = config.max_tracks_per_participant

@@ -20,6 +20,7 @@ from roomcast.rooms.model import (
     ParticipantSink,
     PermissionsEvent,
     PublishedTrack,
+    PublisherLayersEvent,
     Room,
     RoomError,
     RoomEvent,
@@ -236,6 +237,16 @@ class RoomManager:
             raise RoomError("unknown_participant", f"no participant {identity[:128]!r} in this room")
         return target
 
+    def tell_participant(self, room_name: str, participant_sid: str, event: RoomEvent) -> None:
+        """Deliver ``event`` to one participant, found by its sid (the media service knows sids only)."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        for participant in room.participants.values():
+            if participant.sid == participant_sid:
+                participant.sink.deliver(event)
+                return
+
     def broadcast_tracks(self, room_name: str, tracks: list[PublishedTrack]) -> None:
         room = self.rooms.get(room_name)
         if room is None:
@@ -298,6 +309,7 @@ __all__ = [
     "ParticipantSink",
     "PermissionsEvent",
     "PublishedTrack",
+    "PublisherLayersEvent",
     "Room",
     "RoomError",
     "RoomEvent",

@@ -83,7 +83,23 @@ class PermissionsEvent:
     by: str
 
 
-RoomEvent = ParticipantJoinedEvent | ParticipantLeftEvent | SignalEvent | DataEvent | TracksEvent | PermissionsEvent
+@dataclass(frozen=True, slots=True)
+class PublisherLayersEvent:
+    """To a publisher: the simulcast layers (rids) of its track ``track_id`` someone receives (dynacast)."""
+
+    track_id: str
+    active: tuple[str, ...]
+
+
+RoomEvent = (
+    PublisherLayersEvent
+    | ParticipantJoinedEvent
+    | ParticipantLeftEvent
+    | SignalEvent
+    | DataEvent
+    | TracksEvent
+    | PermissionsEvent
+)
 
 
 class ParticipantSink(Protocol):

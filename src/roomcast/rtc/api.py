@@ -20,6 +20,7 @@ class OfferContext:
     room: str
     identity: str
     tracks: dict[str, tuple[str, str]] = field(default_factory=dict)  # track id -> (source, name)
+    track_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # track id -> capture width, height
     subscriptions: dict[str, str] = field(default_factory=dict)  # mid -> track sid
     can_publish_data: bool = True
     room_admin: bool = False
@@ -27,6 +28,18 @@ class OfferContext:
     # the room's data rules (rooms.DataAuthorizer), so data channels and the signaling socket share one policy
     # and one set of per-topic rate buckets
     data_rules: Callable[[str, str | None, bool, float], tuple[str, str] | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSettings:
+    """A subscriber's wish for one remote video track (adaptive stream): a quality, or the size it is shown
+    at, or disabled while hidden."""
+
+    track_sid: str
+    quality: str | None = None  # "low" | "medium" | "high"
+    width: int | None = None
+    height: int | None = None
+    enabled: bool = True
 
 
 class MediaError(Exception):
@@ -46,6 +59,10 @@ class MediaBackend(Protocol):
     def room_tracks(self, room: str) -> list[PublishedTrack]: ...
 
     def set_muted(self, room: str, owner: str, track_sid: str, muted: bool) -> bool: ...
+
+    def set_track_settings(self, room: str, owner: str, settings: TrackSettings) -> bool:
+        """How subscriber ``owner`` wants remote track ``settings.track_sid``; False if it does not receive it."""
+        ...
 
     def mute_owner(self, room: str, owner: str, muted: bool) -> int:
         """Stop or resume forwarding every track ``owner`` publishes; returns how many."""

@@ -27,7 +27,9 @@ from roomcast.proto.webrtc import (
     new_ice_credentials,
 )
 from roomcast.rooms.model import PublishedTrack
-from roomcast.rtc.api import MediaError, OfferContext
+from roomcast.rtc.api import MediaError, OfferContext, TrackSettings
+from roomcast.rtc.dynacast import Dynacast
+from roomcast.rtc.preferences import wanted_layer
 from roomcast.runtime.udp import UdpEndpoint
 from roomcast.sfu.datachannels import CHANNEL_LIMITS, SEND_BUFFER, SEND_CHUNKS, DataRouter
 from roomcast.sfu.echo import EchoSession
@@ -115,6 +117,14 @@ class MediaService:
     max_tracks_per_participant: int = 8
     consent_timeout: float = 30.0  # RFC 7675 §5.1: a peer silent this long is gone (its tracks end)
     tracks_debounce: float = 0.05
+    capture_heights: dict[str, int] = field(default_factory=dict)  # producer sid -> its capture height
+    # (room, owner, track id, rids): tell a publisher which simulcast layers to keep encoding (dynacast)
+    on_publisher_layers: Callable[[str, str, str, list[str]], None] = lambda room, owner, track, rids: None
+    dynacast: Dynacast = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dynacast = Dynacast(lambda room, owner, track, rids: self.on_publisher_layers(room, owner, track, rids))
+
     _tracks_pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
     @property
@@ -200,6 +210,7 @@ class MediaService:
                     media.send_ssrcs[m.mid] = (m.send_ssrc, m.send_rtx_ssrc)
             if mode == "publish":
                 router.attach_publisher(media, owned.transport, negotiated, context.tracks)
+                self._remember_sizes(router, owner, context)
                 if self.max_incoming_bitrate:
                     router.cap_bitrate(owner, self.max_incoming_bitrate)
             else:
@@ -341,6 +352,26 @@ class MediaService:
         router = self.routers.get(room)
         return router is not None and router.set_target_layer(owner, track_sid, spatial, temporal)
 
+    def set_track_settings(self, room: str, owner: str, settings: TrackSettings) -> bool:
+        """Adaptive stream: forward the layer the subscriber asked for (or nothing while it hides the track)."""
+        router = self.routers.get(room)
+        media = router.participants.get(owner) if router is not None else None
+        if router is None or media is None:
+            return False
+        found = [(c, p) for c, p in media.consumers.values() if p.sid == settings.track_sid]
+        if not found:
+            return False
+        consumer, producer = found[0]
+        if not settings.enabled:
+            consumer.pause()
+            return True
+        if consumer.paused and not producer.muted:
+            consumer.resume()
+            router.request_keyframe(producer.sid)
+        height = self.capture_heights.get(producer.sid)
+        router.set_target_layer(owner, producer.sid, wanted_layer(settings, len(producer.layers), height))
+        return True
+
     def mute_owner(self, room: str, owner: str, muted: bool) -> int:
         router = self.routers.get(room)
         return router.mute_owner(owner, muted) if router is not None else 0
@@ -372,6 +403,7 @@ class MediaService:
                 router.remove_participant(owner)
                 self._announce_now(room)
                 if not router.participants:
+                    self.dynacast.forget_room(room)
                     self.retired.update(router.counters)
                     del self.routers[room]
 
@@ -400,6 +432,14 @@ class MediaService:
             self.on_tracks_changed(room, self.room_tracks(room))
             return
         self._tracks_pending[room] = loop.call_later(self.tracks_debounce, self._announce_tracks, room)
+
+    def _remember_sizes(self, router: Router, owner: str, context: OfferContext) -> None:
+        for producer in router.producers.values():
+            if producer.owner == owner and producer.track_id in context.track_sizes:
+                self.capture_heights[producer.sid] = context.track_sizes[producer.track_id][1]
+        live = router.producers.keys() | {p for r in self.routers.values() for p in r.producers}
+        for sid in [sid for sid in self.capture_heights if sid not in live]:
+            del self.capture_heights[sid]
 
     def _announce_tracks(self, room: str) -> None:
         self._tracks_pending.pop(room, None)
@@ -446,7 +486,9 @@ class MediaService:
                 return
         router = self.routers.get(owned.room)
         if router is not None:
-            router.tick(self.clock())
+            now = self.clock()
+            router.tick(now)
+            self.dynacast.tick(router, now)
 
     @staticmethod
     def _counters_of(owned: _Owned) -> Counter[str]:

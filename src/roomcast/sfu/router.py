@@ -464,6 +464,12 @@ class Router:
         found[0].set_target_layer(spatial, temporal, self._publisher_now(found[1]))
         return True
 
+    def request_keyframe(self, track_sid: str) -> None:
+        """A subscriber needs a picture now (it resumed a track it had hidden); throttled per layer."""
+        producer = self.producers.get(track_sid)
+        if producer is not None:
+            self._request_keyframe(producer, force=True)
+
     def set_bitrate_budget(self, owner: str, track_sid: str, bitrate: float) -> tuple[int, int] | None:
         """Let ``bitrate`` bits/s choose ``owner``'s layer of ``track_sid`` (with hysteresis); for a
         bandwidth estimator / allocator. Returns the (spatial, temporal) target, None if not simulcast."""

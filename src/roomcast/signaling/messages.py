@@ -51,6 +51,9 @@ class TrackMeta(msgspec.Struct, kw_only=True):
     track_id: str
     source: Literal["camera", "microphone", "screen", "screen_audio", "unknown"] = "unknown"
     name: str = ""
+    simulcast: list[str] | None = None  # the rids it sends, lowest resolution first (RFC 8853)
+    width: int | None = None  # capture size: with the rids' scales, the size of each layer
+    height: int | None = None
 
 
 class Offer(Message, tag="offer", kw_only=True):
@@ -100,6 +103,17 @@ class Moderate(Message, tag="moderate", kw_only=True):
     action: Literal["allow_publish", "deny_publish", "mute", "unmute", "remove"]
 
 
+class TrackSettings(Message, tag="track_settings", kw_only=True):
+    """How a subscriber wants a remote video track (adaptive stream): a ``quality``, or the size it is shown
+    at (the server picks the smallest layer at least that tall), or ``enabled: false`` while it is hidden."""
+
+    track_sid: str
+    quality: Literal["low", "medium", "high"] | None = None
+    width: int | None = None
+    height: int | None = None
+    enabled: bool = True
+
+
 class Leave(Message, tag="leave", kw_only=True):
     pass
 
@@ -108,7 +122,7 @@ class Ping(Message, tag="ping", kw_only=True):
     ts: float | None = None
 
 
-ClientMessage = Join | Offer | Answer | IceCandidate | SendData | Mute | Moderate | Leave | Ping
+ClientMessage = Join | Offer | Answer | IceCandidate | SendData | Mute | Moderate | TrackSettings | Leave | Ping
 
 # ---------------------------------------------------------------- server → client
 
@@ -200,6 +214,14 @@ class ParticipantUpdated(Message, tag="participant_updated", kw_only=True):
     participant: ParticipantInfo
 
 
+class PublisherLayers(Message, tag="publisher_layers", kw_only=True):
+    """Dynacast: the simulcast layers (rids) of your track ``track_id`` someone receives; stop encoding the
+    others until they are named again."""
+
+    track_id: str
+    active: list[str]
+
+
 class Pong(Message, tag="pong", kw_only=True):
     ts: float | None = None
     server_ts: float = 0.0
@@ -232,6 +254,7 @@ ServerMessage = (
     | Tracks
     | Permissions
     | ParticipantUpdated
+    | PublisherLayers
     | Pong
     | ServerShutdown
     | Error

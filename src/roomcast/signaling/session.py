@@ -23,6 +23,7 @@ from roomcast.rooms.model import (
     ParticipantLeftEvent,
     PermissionsEvent,
     PublishedTrack,
+    PublisherLayersEvent,
     Room,
     RoomError,
     RoomEvent,
@@ -31,7 +32,7 @@ from roomcast.rooms.model import (
 )
 from roomcast.rooms.resume import ResumeRegistry
 from roomcast.rooms.tokens import AccessToken, TokenError, verify
-from roomcast.rtc.api import SERVER_TARGETS, MediaBackend, MediaError, OfferContext
+from roomcast.rtc.api import SERVER_TARGETS, MediaBackend, MediaError, OfferContext, TrackSettings
 from roomcast.runtime.driver import TimerDriver
 from roomcast.signaling import messages as m
 from roomcast.signaling.outbox import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, Outbox
@@ -77,6 +78,8 @@ def event_message(event: RoomEvent) -> m.Message:
         return tracks_message(list(event.tracks))
     if isinstance(event, PermissionsEvent):
         return m.ParticipantUpdated(participant=participant_info(event.participant))
+    if isinstance(event, PublisherLayersEvent):
+        return m.PublisherLayers(track_id=event.track_id, active=list(event.active))
     if isinstance(event, DataEvent):
         return m.DataReceived(
             payload=event.payload, sender=event.sender, topic=event.topic, binary=event.binary, ts=event.ts
@@ -263,6 +266,10 @@ class SignalingSession:
                 room.name, participant.sid, message.track_sid, message.muted
             ):
                 raise RoomError("unknown_track", f"you have no published track {message.track_sid[:64]!r}")
+        elif isinstance(message, m.TrackSettings):
+            settings = TrackSettings(message.track_sid, message.quality, message.width, message.height, message.enabled)
+            if self.media is None or not self.media.set_track_settings(room.name, participant.sid, settings):
+                raise RoomError("unknown_track", f"you receive no track {message.track_sid[:64]!r}")
         elif isinstance(message, m.IceCandidate) and message.to in SERVER_TARGETS:
             return  # the server is ICE-lite: its answer carries its candidates, it needs none of ours
         elif isinstance(message, m.Offer | m.Answer):
@@ -364,6 +371,7 @@ class SignalingSession:
             room=room.name,
             identity=participant.identity,
             tracks={t.track_id: (t.source, t.name) for t in offer.tracks or ()},
+            track_sizes={t.track_id: (t.width, t.height) for t in offer.tracks or () if t.width and t.height},
             subscriptions=dict(offer.subscriptions or {}),
             can_publish_data=participant.grants.can_publish_data,
             room_admin=participant.grants.room_admin,

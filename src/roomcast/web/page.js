@@ -90,6 +90,7 @@
     const options = {room: params.get('room') || undefined};
     if (params.get('relay')) options.iceTransportPolicy = 'relay';
     if (params.get('turn')) options.turnTransport = params.get('turn');
+    if (params.get('simulcast')) options.simulcast = params.get('simulcast') !== '0';
     return options;
   }
 

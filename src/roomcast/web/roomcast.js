@@ -33,6 +33,27 @@
     }
   }
 
+  /**
+   * Simulcast (RFC 8853) for camera video: rids `q`, `h`, `f` at 1/4, 1/2 and full resolution, each with a
+   * bitrate cap, so the server can give every viewer the layer its network carries. Captures under 540
+   * lines get `h` and `f` only, under 270 no simulcast: libwebrtc sends at most that many layers at those
+   * sizes and would drop the top ones, the full resolution first.
+   */
+  // Off until the server's per-subscriber bandwidth estimate drives layer choice: until then a layer
+  // switch only follows the viewer's own setVideoQuality/setVideoDimensions (`{simulcast: true}` opts in).
+  const SIMULCAST_BY_DEFAULT = false;
+
+  function simulcastLayers(track) {
+    const height = (track.getSettings && track.getSettings().height) || 480;
+    const layers = [
+      {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000},
+      {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000},
+      {rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1700000},
+    ];
+    if (height >= 540) return layers;
+    return height >= 270 ? layers.slice(1) : null;
+  }
+
   class Emitter {
     constructor() { this._handlers = new Map(); }
     on(event, cb) {
@@ -350,6 +371,7 @@
       this.receivers = new Map();      // track sid -> transceiver
       this.midToSid = new Map();
       this.streams = new Map();        // identity -> MediaStream
+      this.senders = new Map();        // local track id -> RTCRtpSender (dynacast turns its layers on and off)
       this.queue = Promise.resolve();
     }
 
@@ -372,9 +394,17 @@
         if (!this.publisher) this.publisher = this._peer('$publish');
         for (const track of stream.getTracks()) {
           if (this.published.has(track)) continue;
-          this.publisher.pc.addTransceiver(track, {direction: 'sendonly', streams: [stream]});
           const source = options.source || (track.kind === 'audio' ? 'microphone' : 'camera');
-          this.published.set(track, {track_id: track.id, source, name: options.name || track.label || ''});
+          const init = {direction: 'sendonly', streams: [stream]};
+          const simulcast = options.simulcast ?? this.room.options.simulcast ?? SIMULCAST_BY_DEFAULT;
+          const layers = track.kind === 'video' && source === 'camera' && simulcast ? simulcastLayers(track) : null;
+          if (layers) init.sendEncodings = layers;
+          const transceiver = this.publisher.pc.addTransceiver(track, init);
+          const settings = track.getSettings ? track.getSettings() : {};
+          this.published.set(track, {track_id: track.id, source, name: options.name || track.label || '',
+            simulcast: layers ? layers.map((l) => l.rid) : null, width: settings.width || null,
+            height: settings.height || null});
+          this.senders.set(track.id, transceiver.sender);
         }
         await this.publisher.negotiate(() => ({tracks: Array.from(this.published.values())}));
       });
@@ -463,6 +493,30 @@
       const sid = this.own.get(track.id);
       if (!sid) throw new RoomcastError('unknown_track', 'this track is not published (yet)');
       this.room._send({type: 'mute', track_sid: sid, muted});
+    }
+
+    /** Adaptive stream: how we want a remote track (quality, shown size, or disabled while hidden). */
+    trackSettings(trackSid, settings) {
+      if (!this.remote.has(trackSid)) throw new RoomcastError('unknown_track', 'no such remote track');
+      this.room._send(Object.assign({type: 'track_settings', track_sid: trackSid}, settings));
+    }
+
+    /**
+     * Dynacast: the server names the simulcast layers someone receives; the others stop being encoded
+     * (`encodings[i].active = false`) until they are named again, which saves the publisher's CPU and uplink.
+     */
+    async onPublisherLayers(trackId, active) {
+      const sender = this.senders.get(trackId);
+      if (!sender) return;
+      const params = sender.getParameters();
+      if (!params.encodings || params.encodings.length < 2) return;
+      let changed = false;
+      for (const encoding of params.encodings) {
+        const on = active.includes(encoding.rid);
+        if (encoding.active !== on) { encoding.active = on; changed = true; }
+      }
+      if (changed) await sender.setParameters(params);
+      this.room.emit('publisherLayers', {trackId, active});
     }
   }
 
@@ -700,6 +754,9 @@
         case 'tracks':
           if (this.sfu) this.sfu.onTracks(msg.tracks);
           break;
+        case 'publisher_layers':
+          if (this.sfu) this.sfu.onPublisherLayers(msg.track_id, msg.active).catch(() => {});
+          break;
         case 'permissions':
           this.localParticipant.can_publish = msg.can_publish;
           if (!msg.can_publish && this.sfu) this.sfu.stopPublishing();
@@ -787,6 +844,24 @@
     setMuted(track, muted) {
       track.enabled = !muted;
       if (this.sfu) this.sfu.setMuted(track, muted);
+    }
+
+    /** SFU rooms: receive remote video track `trackSid` at 'low' | 'medium' | 'high' quality (a layer). */
+    setVideoQuality(trackSid, quality) {
+      if (!this.sfu) throw new RoomcastError('wrong_mode', 'video quality is chosen by the server in SFU rooms only');
+      this.sfu.trackSettings(trackSid, {quality});
+    }
+
+    /** SFU rooms: the size remote track `trackSid` is shown at; the server sends the smallest layer that fills it. */
+    setVideoDimensions(trackSid, width, height) {
+      if (!this.sfu) throw new RoomcastError('wrong_mode', 'video dimensions matter in SFU rooms only');
+      this.sfu.trackSettings(trackSid, {width: Math.round(width), height: Math.round(height)});
+    }
+
+    /** SFU rooms: stop receiving remote track `trackSid` while it is not shown (`enabled: false`), and back. */
+    setTrackEnabled(trackSid, enabled) {
+      if (!this.sfu) throw new RoomcastError('wrong_mode', 'track enabling is an SFU room feature');
+      this.sfu.trackSettings(trackSid, {enabled});
     }
 
     /**
