@@ -85,7 +85,7 @@ class Metrics:
         self.loop_lag = Gauge(
             "roomcast_event_loop_lag_seconds", "Worst event-loop delay over the last second", registry=self.registry
         )
-        # The gauge forgets a stall after a second; the histogram keeps every one (RELIABILITY F13).
+        # The gauge forgets a stall after a second; the histogram keeps every one (docs/faults.md F13).
         self.loop_delay = Histogram(
             "roomcast_event_loop_delay_seconds",
             "How late each 25 ms loop-lag probe fired",

@@ -1,4 +1,4 @@
-"""Graceful shutdown (RELIABILITY F11): on SIGTERM the node drains instead of dropping its calls.
+"""Graceful shutdown (docs/faults.md F11): on SIGTERM the node drains instead of dropping its calls.
 
 While draining, ``WS /rtc`` refuses new sockets with a typed ``server_shutting_down`` error (close 1013,
 try again later) and ``/healthz`` answers 503, so a load balancer stops sending joins; every open socket

@@ -1,4 +1,4 @@
-"""Feedback processors shared by the SFU and the SDK, each small and tested alone (DESIGN example 5).
+"""Feedback processors shared by the SFU and the SDK, each small and tested alone (docs/architecture.md).
 
 - :class:`RtxRing`: the last N packets sent to one receiver, by the sequence number it saw, so a NACK
   (RFC 4585 §6.2.1) is answered without asking the original sender.
@@ -44,7 +44,7 @@ class RtxRing:
 
 
 class KeyframeThrottle:
-    """At most one keyframe request per ``interval`` seconds (RELIABILITY B3: PLI floods)."""
+    """At most one keyframe request per ``interval`` seconds (docs/security.md B3: PLI floods)."""
 
     __slots__ = ("_last", "interval", "suppressed")
 

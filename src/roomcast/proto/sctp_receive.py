@@ -1,6 +1,6 @@
 """The receiving half of an SCTP association (RFC 9260 §6.2, RFC 3758 §3.6): TSN bookkeeping,
 reassembly of fragments, per-stream ordering, FORWARD-TSN, and the SACKs that report it all. Bounded:
-out-of-order TSNs and buffered fragments are capped (RELIABILITY B6).
+out-of-order TSNs and buffered fragments are capped (docs/security.md B6).
 """
 
 from __future__ import annotations

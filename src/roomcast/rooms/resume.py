@@ -1,4 +1,4 @@
-"""Reconnection (DESIGN "Signaling and rooms"): a participant whose socket dropped is parked for ``window``
+"""Reconnection (``tests/e2e/test_resume.py``): a participant whose socket dropped is parked for ``window``
 seconds with its media; a new socket of the same identity, in the same room, with the resume token takes it
 back. Sans-IO: time is an argument, expiry happens in :meth:`ResumeRegistry.handle_timeout` when
 :meth:`ResumeRegistry.poll_timeout` says (a runtime driver calls it)."""

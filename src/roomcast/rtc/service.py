@@ -479,7 +479,7 @@ class MediaService:
                 log.info("media %s/%s failed: %s", owner, target, event.reason)
                 if target in ("$publish", "$subscribe"):
                     # close_owner finds the rooms through the owner's endpoints: this one must still be
-                    # listed, or its router would keep the dead producers (RELIABILITY F1)
+                    # listed, or its router would keep the dead producers (docs/faults.md F1)
                     self.close_owner(owner)
                 else:
                     self.close_endpoint(owner, target)

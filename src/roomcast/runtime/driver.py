@@ -1,4 +1,4 @@
-"""One timer pump for sans-IO machines (DESIGN: time is an argument): it calls ``handle_timeout(now)`` when
+"""One timer pump for sans-IO machines (time is an argument): it calls ``handle_timeout(now)`` when
 ``poll_timeout()`` says, on the running asyncio loop. Call :meth:`TimerDriver.poke` after feeding the machine
 input, since input may move its next deadline."""
 

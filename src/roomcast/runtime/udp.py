@@ -1,6 +1,6 @@
 """One UDP socket for every peer: demultiplex, drive sans-IO connections, run their timers.
 
-Demultiplexing (DESIGN "one port, many peers"): a datagram from a known remote address goes straight to
+Demultiplexing (one port, many peers: docs/architecture.md): a datagram from a known remote address goes straight to
 its connection (one dict lookup, the hot path). From an unknown address only a STUN request can be
 accepted: its USERNAME names the local ufrag of exactly one connection, and once that connection has
 validated the check (MESSAGE-INTEGRITY, then a success response: ``is_validated``), the address is bound
@@ -47,7 +47,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.clock = clock
         # STUN from addresses we do not know yet costs an HMAC per check: at most this many *failing*
         # checks per second per source IP (burst twice that), so a flood cannot buy unbounded CPU
-        # (RELIABILITY O5). Only a check that validates its address (MESSAGE-INTEGRITY passed and a
+        # (docs/security.md: bounded cost). Only a check that validates its address (MESSAGE-INTEGRITY passed and a
         # success was sent) is refunded, so honest clients behind one NAT address never drain the
         # bucket; errors (a 487 too), bad integrity and unknown ufrags keep their cost.
         self.new_address_rate = new_address_rate

@@ -460,7 +460,7 @@ class SignalingSession:
         if self.room is not None and self.participant is not None:
             self.manager.leave(self.room, self.participant, reason)
 
-    # ------------------------------------------------------------------ shutdown (RELIABILITY F11)
+    # ------------------------------------------------------------------ shutdown (docs/faults.md F11)
 
     def notify_shutdown(self, grace: float) -> None:
         """The server drains: say so, and how long this socket may stay; the room keeps running meanwhile."""

@@ -2,7 +2,7 @@
 
 One publisher packet is SRTP-unprotected once, then for each of N subscribers rewritten (SSRC, seq,
 timestamp, PT), SRTP-protected and sent with ``sendto`` on a loopback UDP socket: exactly the per-packet
-work of the SFU (DESIGN "hot path"). CPU time comes from ``time.process_time`` (user + system of this
+work of the SFU (the hot path of docs/architecture.md). CPU time comes from ``time.process_time`` (user + system of this
 process), so the kernel's share of ``sendto`` is included.
 """
 
