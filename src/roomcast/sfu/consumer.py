@@ -1,6 +1,6 @@
 """A consumer: one track as one subscriber receives it.
 
-The hot path (docs/architecture.md, `roomcast bench`): hand the decrypted source packet and the subscriber's SSRC, sequence number,
+The hot path (`roomcast bench`): hand the decrypted source packet and the subscriber's SSRC, sequence number,
 timestamp and payload type to the subscriber's transport, which rewrites them inside its SRTP buffer
 (``send_rewritten``; without one, a rewritten ``bytearray`` copy goes to ``send``). The RTX ring
 keeps the *source* packet (one immutable object shared by every consumer of the producer) with the
