@@ -101,7 +101,7 @@ async def test_sfu_room_gives_a_crafted_p2p_offer_no_media_nor_peer(server: Serv
     before = await victim.evaluate(ONLY_SERVER_PCS)
     assert before["toParticipants"] == 0 and before["pcs"] >= 1, before
 
-    attacker = await new_page(f"{server.base}/healthz")  # none of our pages: its own socket and peer connection
+    attacker = await new_page(f"{server.base}/")  # the lobby: no SDK room of its own; its own socket and peer
     token = dev_token(room, "mallory", can_publish=False, can_subscribe=False, can_publish_data=False)
     await attacker.evaluate(
         ATTACK, {"url": f"{server.ws_base}/rtc?access_token={token}", "victim": "victim", "forged": FORGED}
