@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1200, help="RTP packet size in bytes")
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--no-send", action="store_true", help="skip sendto (pure Python + SRTP cost)")
+    parser.add_argument("--twcc", action="store_true", help="also: transport-cc stamping, parsing and estimation")
     args = parser.parse_args(argv)
     print(f"{'profile':<24}{'subs':>6}{'µs CPU/fwd pkt':>16}{'fwd pkt/s/core':>16}")
     for profile in KEYS:
@@ -88,4 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             r = run(profile, n, args.packets, args.size, not args.no_send)
             print(f"{profile:<24}{n:>6}{r['cpu_us_per_forwarded']:>16.2f}{r['forwarded_pps_per_core']:>16,.0f}")
     print("whole server against Janus on the same load and bots: python bench/versus_janus.py (docs/benchmarks.md)")
+    if args.twcc:
+        from roomcast.app.bench_bwe import report
+
+        report()
     return 0

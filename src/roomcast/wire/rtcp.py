@@ -1,8 +1,9 @@
 """RTCP compound packets (RFC 3550 §6) and the feedback messages an SFU acts on.
 
 Sender/receiver reports, SDES, BYE, generic NACK (RFC 4585 §6.2.1), PLI (§6.3.1), FIR (RFC 5104
-§4.3.1), REMB (draft-alvestrand-rmcat-remb) are decoded; anything else (transport-cc, XR, APP) is kept
-raw as :class:`UnknownRtcp` so it can be forwarded or ignored.
+§4.3.1), REMB (draft-alvestrand-rmcat-remb) and transport-cc feedback (draft-holmer-rmcat-transport-wide-cc-
+extensions-01) are decoded; anything else (XR, APP) is kept raw as :class:`UnknownRtcp` so it can be
+forwarded or ignored.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ class TransportCC:
     """Transport-wide congestion control feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1).
 
     ``statuses``: per packet from ``base_seq``, 0 not received, 1 small delta, 2 large or negative delta;
-    ``deltas``: receive deltas of the received packets in 250 µs units. Kept raw for exact forwarding.
+    ``deltas``: receive deltas of the received packets in 250 µs units, the first one relative to
+    ``reference_time`` (signed 24 bits, 64 ms units; it wraps, the reader unwraps). Kept raw for exact
+    forwarding; :meth:`create` encodes one (chunk choice in :func:`encode_twcc_chunks`).
     """
 
     sender_ssrc: int
@@ -135,45 +138,122 @@ class TransportCC:
     def serialize(self) -> bytes:
         return self.raw
 
+    @classmethod
+    def create(
+        cls,
+        sender_ssrc: int,
+        media_ssrc: int,
+        base_seq: int,
+        reference_time: int,
+        fb_count: int,
+        statuses: tuple[int, ...] | list[int],
+        deltas: tuple[int, ...] | list[int],
+    ) -> TransportCC:
+        """Encode feedback; ``deltas`` must match ``statuses`` (a small delta fits 0..255, a large one int16)."""
+        statuses = tuple(statuses)
+        deltas = tuple(deltas)
+        if not 0 < len(statuses) <= MAX_TWCC_STATUSES:
+            raise ValueError("transport-cc feedback reports 1 to MAX_TWCC_STATUSES packets")
+        fmt = bytes(statuses).translate(_DELTA_FORMAT, b"\x00")
+        if len(fmt) != len(deltas) or 3 in statuses:
+            raise ValueError("one receive delta per received packet, status symbols 0..2")
+        try:
+            packed = struct.pack(b"!" + fmt, *deltas)
+        except struct.error as exc:
+            raise ValueError(f"receive delta out of range for its status: {exc}") from None
+        ref = reference_time & 0xFFFFFF
+        fci = struct.pack("!HHI", base_seq & 0xFFFF, len(statuses), (ref << 8) | (fb_count & 0xFF))
+        body = struct.pack("!II", sender_ssrc, media_ssrc) + fci + encode_twcc_chunks(statuses) + packed
+        raw = _header(15, RTPFB, body)
+        signed_ref = ref - 0x1000000 if ref & 0x800000 else ref
+        return cls(sender_ssrc, media_ssrc, base_seq & 0xFFFF, signed_ref, fb_count & 0xFF, statuses, deltas, raw)
+
 
 MAX_TWCC_STATUSES = 8192  # RELIABILITY B3: a packet cannot make us expand a 65,535-packet storm
+_DELTA_FORMAT = bytes.maketrans(b"\x01\x02", b"Bh")  # status symbol -> struct code of its receive delta
+_RUN = (b"\x00", b"\x01", b"\x02", b"\x03")
+_TWCC_HEAD = struct.Struct("!HHI")
+_VECTORS: dict[int, bytes] = {}  # status vector chunk -> its symbols; at most 2 x 16,384 entries
+
+
+def _vector(chunk: int) -> bytes:
+    symbols = _VECTORS.get(chunk)
+    if symbols is None:
+        if chunk & 0x4000:  # 7 two-bit symbols
+            symbols = bytes((chunk >> (12 - 2 * i)) & 0x3 for i in range(7))
+        else:  # 14 one-bit symbols
+            symbols = bytes((chunk >> (13 - i)) & 0x1 for i in range(14))
+        _VECTORS[chunk] = symbols
+    return symbols
+
+
+def encode_twcc_chunks(statuses: tuple[int, ...]) -> bytes:
+    """Packet chunks for ``statuses`` (§3.1.3/3.1.4): a run-length chunk where a run of one symbol
+    covers at least a full vector, else a one-bit vector when the next 14 symbols are all 0/1, else
+    a two-bit vector of 7. The last vector may cover symbols past the end (the count ends them)."""
+    out: list[int] = []
+    n = len(statuses)
+    i = 0
+    while i < n:
+        symbol = statuses[i]
+        run = 1
+        while i + run < n and statuses[i + run] == symbol and run < 0x1FFF:
+            run += 1
+        window = statuses[i : i + 14]
+        if run >= 14 or run == n - i or (run >= 7 and 2 in window):
+            out.append((symbol << 13) | run)
+            i += run
+        elif 2 not in window:
+            out.append(0x8000 | sum(s << (13 - k) for k, s in enumerate(window)))
+            i += 14
+        else:
+            out.append(0xC000 | sum(s << (12 - 2 * k) for k, s in enumerate(statuses[i : i + 7])))
+            i += 7
+    return struct.pack(f"!{len(out)}H", *out)
 
 
 def _parse_twcc(data: bytes, pos: int, fci: int, end: int, sender: int, media: int) -> TransportCC:
+    """Per-chunk work is table lookups and per-delta work one ``struct`` call: feedback is parsed for
+    every few forwarded packets, so its cost counts against the forwarding budget."""
     if fci + 8 > end:
         raise ParseError("truncated transport-cc feedback")
-    base, count, ref_fb = struct.unpack_from("!HHI", data, fci)
+    base, count, ref_fb = _TWCC_HEAD.unpack_from(data, fci)
     if count > MAX_TWCC_STATUSES:
         raise ParseError("transport-cc feedback reports too many packets")
+    if count == 0:
+        raise ParseError("transport-cc feedback reports no packet")
     reference = ref_fb >> 8
     if reference & 0x800000:
         reference -= 0x1000000
-    statuses: list[int] = []
+    statuses = bytearray()
     p = fci + 8
+    two_bit = False  # only two-bit symbols can be 2 (large delta) or 3 (reserved)
     while len(statuses) < count:
         if p + 2 > end:
             raise ParseError("transport-cc packet chunks run past the packet")
-        chunk = struct.unpack_from("!H", data, p)[0]
+        chunk = (data[p] << 8) | data[p + 1]
         p += 2
-        if not chunk & 0x8000:  # run length chunk
-            statuses.extend([(chunk >> 13) & 0x3] * min(chunk & 0x1FFF, count - len(statuses)))
-        elif not chunk & 0x4000:  # status vector, 14 one-bit symbols
-            statuses.extend((chunk >> (13 - i)) & 0x1 for i in range(min(14, count - len(statuses))))
-        else:  # status vector, 7 two-bit symbols
-            statuses.extend((chunk >> (12 - 2 * i)) & 0x3 for i in range(min(7, count - len(statuses))))
-    deltas: list[int] = []
-    for status in statuses:
-        if status == 1:
-            if p + 1 > end:
-                raise ParseError("transport-cc receive deltas run past the packet")
-            deltas.append(data[p])
-            p += 1
-        elif status == 2:
-            if p + 2 > end:
-                raise ParseError("transport-cc receive deltas run past the packet")
-            deltas.append(struct.unpack_from("!h", data, p)[0])
-            p += 2
-    return TransportCC(sender, media, base, reference, ref_fb & 0xFF, tuple(statuses), tuple(deltas), data[pos:end])
+        if chunk & 0x8000:
+            statuses += _vector(chunk)
+            two_bit = two_bit or bool(chunk & 0x4000)
+        else:  # run length chunk
+            statuses += _RUN[chunk >> 13] * (chunk & 0x1FFF)
+            two_bit = two_bit or chunk >= 0x4000
+    if len(statuses) > count:
+        del statuses[count:]
+    if two_bit and 3 in statuses:  # reserved in -01 (transport-wide-cc-02: "received, no timestamp")
+        raise ParseError("transport-cc status symbol 3 is reserved")
+    if two_bit and 2 in statuses:
+        fmt = b"!" + statuses.translate(_DELTA_FORMAT, b"\x00")
+        if p + struct.calcsize(fmt) > end:
+            raise ParseError("transport-cc receive deltas run past the packet")
+        deltas = struct.unpack_from(fmt, data, p)
+    else:
+        received = count - statuses.count(0)
+        if p + received > end:
+            raise ParseError("transport-cc receive deltas run past the packet")
+        deltas = tuple(data[p : p + received])
+    return TransportCC(sender, media, base, reference, ref_fb & 0xFF, tuple(statuses), deltas, data[pos:end])
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,74 @@
+"""Fallback estimator for peers without transport-cc: the receiver's REMB plus receiver-report loss.
+
+A receiver that negotiated ``goog-remb`` but not ``transport-cc`` runs its own delay-based
+estimate and sends it as REMB (draft-alvestrand-rmcat-remb); the RTCP receiver reports carry the
+loss fraction (RFC 3550 §6.4.1). REMB is the upper limit, the loss-based controller (same rules
+as with transport-cc) works under it. There is nothing to probe with (no per-packet feedback), so
+the estimate can only climb as fast as the receiver's REMB does. Without any REMB the start
+bitrate is the limit until the first one arrives.
+"""
+
+from __future__ import annotations
+
+from roomcast.proto.bwe.common import BweCounters, ProbeRequest
+from roomcast.proto.bwe.loss_based import LossBasedControl
+from roomcast.wire.rtcp import ReceiverReport, Remb, RtcpPacket, SenderReport
+
+
+class RembEstimator:
+    def __init__(
+        self,
+        *,
+        start_bitrate: int = 300_000,
+        min_bitrate: int = 30_000,
+        max_bitrate: int = 10_000_000,
+        media_ssrcs: frozenset[int] | None = None,
+    ) -> None:
+        self.counters = BweCounters()
+        self.media_ssrcs = media_ssrcs
+        """Report blocks about other SSRCs are ignored; None: every block counts."""
+        self.loss = LossBasedControl(self.counters, start_bitrate, min_bitrate, max_bitrate)
+        self.min_bitrate = min_bitrate
+        self.max_bitrate = max_bitrate
+        self.remb: float = start_bitrate
+        self._target = float(start_bitrate)
+
+    def on_packet_sent(self, size: int, now: float, probe_cluster: int = -1) -> int:
+        """Count a packet; there is no transport-wide sequence number without transport-cc (-1)."""
+        self.counters.packets_sent += 1
+        return -1
+
+    def on_remb(self, bitrate: int, now: float) -> None:
+        self.counters.remb += 1
+        self.remb = min(max(float(bitrate), self.min_bitrate), self.max_bitrate)
+        self._target = self.loss.update(now, self.remb)
+
+    def on_fraction_lost(self, fraction_lost: int, now: float) -> None:
+        """``fraction_lost`` as in a report block: lost/expected since the last report, x 256."""
+        self.counters.receiver_reports += 1
+        self.loss.on_fraction(fraction_lost / 256)
+        self._target = self.loss.update(now, self.remb)
+
+    def on_rtt(self, rtt: float) -> None:
+        self.loss.rtt = max(rtt, 0.0)
+
+    def on_rtcp(self, packet: RtcpPacket, now: float) -> None:
+        if isinstance(packet, Remb):
+            self.on_remb(packet.bitrate, now)
+        elif isinstance(packet, ReceiverReport | SenderReport):
+            blocks = [b for b in packet.reports if self.media_ssrcs is None or b.ssrc in self.media_ssrcs]
+            if blocks:  # the worst stream: they share the path, and its loss is the path's
+                self.on_fraction_lost(max(b.fraction_lost for b in blocks), now)
+
+    def handle_timeout(self, now: float) -> None:
+        return None
+
+    def poll_timeout(self) -> float | None:
+        return None
+
+    def poll_probe(self) -> ProbeRequest | None:
+        return None
+
+    @property
+    def target_bitrate(self) -> int:
+        return int(self._target)
