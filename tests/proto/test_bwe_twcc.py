@@ -76,6 +76,17 @@ def test_a_packet_reported_lost_then_received_is_recovered() -> None:
     assert sender.counters.packets_recovered == 1 and sender.counters.duplicates == 1
 
 
+def test_a_gap_no_feedback_covered_is_new_when_a_later_one_covers_it() -> None:
+    """The receiver's first report may start after packets that were still on their way."""
+    sender = TwccSender()
+    sent(sender, 3)
+    first = sender.on_feedback(fb(1, [1], [1]), 1.0)
+    later = sender.on_feedback(fb(0, [1, 1, 0], [5, 1]), 1.1)  # 0 arrived late; 1 again; 2 lost
+    assert first is not None and later is not None
+    assert later.send_times == [0.0] and (later.reported, later.lost) == (2, 1)
+    assert sender.counters.duplicates == 1 and sender.counters.packets_recovered == 0
+
+
 def test_feedback_about_unsent_packets_is_dropped_whole() -> None:
     sender = TwccSender()
     assert sender.on_feedback(fb(0, [1], [1]), 0.0) is None  # nothing sent yet

@@ -68,6 +68,7 @@ class TwccSender:
         "_ref_units",
         "_send_time",
         "_size",
+        "_skipped",
         "counters",
         "last_acked_send",
         "on_probe_packet",
@@ -84,6 +85,7 @@ class TwccSender:
         self._next = 0  # unwrapped sequence number of the next packet
         self._horizon = 0  # first sequence number no feedback has reported yet
         self._lost: set[int] = set()  # reported lost, still in the ring: a later report may recover them
+        self._skipped: set[int] = set()  # below the horizon but never reported (a feedback began later)
         self._last_probe_seq = -1
         self._last_ref = -1
         self._ref_units = 0
@@ -156,6 +158,8 @@ class TwccSender:
         capacity = self._mask + 1
         clusters: list[int] | None = None
         if base >= horizon and base >= self._next - capacity:  # fresh, and all of it still in the ring
+            if base > horizon:  # a gap no feedback covered (yet): a later one may report it
+                self._remember(self._skipped, range(max(horizon, self._next - capacity), base))
             lost = statuses.count(0)
             reported = count
             self._horizon = end
@@ -173,19 +177,11 @@ class TwccSender:
                 if self._last_probe_seq >= base:
                     clusters = list(compress(self._cluster[b:] + self._cluster[:e], statuses))
             if lost:
-                self._remember_lost(compress(range(base, end), map(not_, statuses)))
+                self._remember(self._lost, compress(range(base, end), map(not_, statuses)))
             recovered = 0
         else:
-            reported = lost = 0
-            if end > horizon:
-                start = base if base >= horizon else horizon
-                reported = end - start
-                lost = statuses[start - base :].count(0)
-                self._horizon = end
-                if lost:
-                    self._remember_lost(compress(range(start, end), map(not_, statuses[start - base :])))
-            send_times, sizes, clusters, arrivals, recovered = self._match_slowly(
-                base, end, statuses, arrivals, horizon
+            send_times, sizes, clusters, arrivals, lost, reported, recovered = self._match_slowly(
+                base, end, statuses, arrivals
             )
         received = len(send_times)
         counters.packets_acked += received
@@ -205,40 +201,58 @@ class TwccSender:
                 clusters = [clusters[k] for k in order]
         return _new_results(PacketResults, (send_times, arrivals, sizes, clusters, lost - recovered, reported, now))
 
-    def _remember_lost(self, seqs: Iterable[int]) -> None:
-        lost = self._lost
-        lost.update(seqs)
-        if len(lost) > self._mask + 1:  # forget what the ring forgot
+    def _remember(self, where: set[int], seqs: Iterable[int]) -> None:
+        where.update(seqs)
+        if len(where) > self._mask + 1:  # forget what the ring forgot
             oldest = self._next - self._mask - 1
-            self._lost = {s for s in lost if s >= oldest}
+            kept = {s for s in where if s >= oldest}
+            where.clear()
+            where.update(kept)
 
     def _match_slowly(
-        self, base: int, end: int, statuses: tuple[int, ...], arrivals: list[float], horizon: int
-    ) -> tuple[list[float], list[int], list[int] | None, list[float], int]:
-        """Per packet: skip duplicates and packets the ring no longer has, keep the rest."""
+        self, base: int, end: int, statuses: tuple[int, ...], arrivals: list[float]
+    ) -> tuple[list[float], list[int], list[int] | None, list[float], int, int, int]:
+        """Per packet, for feedback overlapping earlier feedback or the ring's end: a packet is new
+        (past the horizon, or in a gap no feedback covered), recovered (reported lost before and
+        received now), a duplicate (reported received before), or unknown (the ring forgot it)."""
         counters = self.counters
         mask = self._mask
         oldest = self._next - mask - 1
-        lost = self._lost
+        horizon = self._horizon
+        lost_before, skipped = self._lost, self._skipped
         send_time, size, cluster = self._send_time, self._size, self._cluster
         send_times: list[float] = []
         sizes: list[int] = []
         clusters: list[int] = []
         kept: list[float] = []
-        recovered = 0
-        for seq, arrival in zip(compress(range(base, end), statuses), arrivals, strict=True):
+        lost = reported = recovered = 0
+        received = iter(arrivals)
+        for seq, status in zip(range(base, end), statuses, strict=True):
+            arrival = next(received) if status else 0.0
             if seq < oldest:
-                counters.unknown += 1
+                counters.unknown += 1 if status else 0
                 continue
-            if seq < horizon:
-                if seq not in lost:
-                    counters.duplicates += 1
+            if seq >= horizon or seq in skipped:
+                skipped.discard(seq)
+                reported += 1
+                if not status:
+                    lost += 1
+                    lost_before.add(seq)
                     continue
-                lost.discard(seq)
+            elif not status:
+                continue  # reported before, and not received still: nothing new
+            elif seq in lost_before:
+                lost_before.discard(seq)
                 recovered += 1
+            else:
+                counters.duplicates += 1
+                continue
             i = seq & mask
             send_times.append(send_time[i])
             sizes.append(size[i])
             clusters.append(cluster[i])
             kept.append(arrival)
-        return send_times, sizes, clusters if self._last_probe_seq >= base else None, kept, recovered
+        if end > horizon:
+            self._horizon = end
+        probed = clusters if self._last_probe_seq >= base else None
+        return send_times, sizes, probed, kept, lost, reported, recovered
