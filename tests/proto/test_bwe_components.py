@@ -183,32 +183,37 @@ def test_decrease_repeats_only_after_a_round_trip() -> None:
 def test_loss_over_10_percent_decreases_once_per_interval() -> None:
     counters = BweCounters()
     loss = LossBasedControl(counters, 1_000_000, 30_000, 10_000_000)
-    loss.rtt = 0.1
-    loss.on_packets(20, 100)  # 20 %
-    assert loss.update(0.0, 10e6) == pytest.approx(900_000)
-    loss.on_packets(20, 100)
-    assert loss.update(0.2, 10e6) == pytest.approx(900_000)  # within 300 ms + RTT: no second cut
-    assert loss.update(0.5, 10e6) == pytest.approx(810_000)
-    assert loss.update(1.0, 10e6) == pytest.approx(810_000)  # no fresh report: no cut
+    loss.rtt = 0.3  # cuts at most every 600 ms
+    loss.on_packets(0, 50, 0.0)
+    loss.on_packets(20, 50, 0.5)  # 20 % of the last half second
+    assert loss.fraction == pytest.approx(0.2)
+    assert loss.update(0.5, 10e6) == pytest.approx(900_000)
+    assert loss.update(0.6, 10e6) == pytest.approx(900_000)  # the same report: acted on once
+    loss.on_packets(20, 100, 0.7)  # a fresh 20 %, 200 ms after the cut
+    loss.on_packets(0, 0, 1.0)
+    assert loss.update(1.0, 10e6) == pytest.approx(900_000)  # fresh report, but within 300 ms + RTT
+    assert loss.update(1.15, 10e6) == pytest.approx(810_000)
     assert counters.loss_decreases == 2
 
 
 def test_loss_under_2_percent_allows_8_percent_per_second_and_in_between_holds() -> None:
     loss = LossBasedControl(BweCounters(), 1_000_000, 30_000, 10_000_000)
-    loss.on_packets(1, 100)
-    loss.update(0.0, 10e6)
-    assert loss.update(1.0, 10e6) == pytest.approx(1_081_000)
-    loss.on_packets(5, 100)
-    assert loss.update(2.0, 10e6) == pytest.approx(1_081_000)
-    assert loss.update(3.0, 900_000) == 900_000  # never above the delay-based estimate
+    loss.on_packets(0, 50, 0.0)
+    loss.on_packets(1, 50, 0.5)  # 1 %
+    loss.update(0.5, 10e6)
+    assert loss.update(1.5, 10e6) == pytest.approx(1_081_000)
+    loss.on_packets(5, 100, 2.0)  # 5 %
+    assert loss.update(2.5, 10e6) == pytest.approx(1_081_000)
+    assert loss.update(3.5, 900_000) == 900_000  # never above the delay-based estimate
 
 
-def test_loss_needs_enough_packets_to_mean_anything() -> None:
+def test_loss_needs_enough_packets_and_time_to_mean_anything() -> None:
     loss = LossBasedControl(BweCounters(), 1_000_000, 30_000, 10_000_000)
-    loss.on_packets(3, 10)  # 30 %, but of 10 packets
-    assert loss.fraction == 0.0
-    loss.on_packets(0, 10)
-    assert loss.fraction == pytest.approx(0.15)
+    loss.on_packets(3, 10, 0.0)  # 30 %, but of 10 packets
+    loss.on_packets(0, 10, 0.1)
+    assert loss.fraction == 0.0  # 20 packets, but over 100 ms
+    loss.on_packets(0, 10, 0.5)
+    assert loss.fraction == pytest.approx(0.1)
 
 
 # ---------------------------------------------------------------- acknowledged bitrate

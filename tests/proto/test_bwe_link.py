@@ -50,8 +50,11 @@ def test_converges_to_the_cap_within_5_s_and_stays_within_25_percent(cap: float)
     assert link.bwe.counters.overuse >= 2  # it found the cap by delay, more than once
 
 
-def test_follows_the_cap_down_and_climbs_back_within_10_s_after_it_lifts() -> None:
-    link = BweLink(cap=2e6)
+@pytest.mark.parametrize(("seed", "jitter"), [(1, 0.0), (8, 0.004)])
+def test_follows_the_cap_down_and_climbs_back_within_10_s_after_it_lifts(seed: int, jitter: float) -> None:
+    """With jitter the last probe's own burst can look like overuse before the encoder has caught
+    up (seed 8: back after 14 s without the probe guard of delay_based.py, 6 s with it)."""
+    link = BweLink(cap=2e6, seed=seed, jitter=jitter)
     link.run(10)
     link.set_cap(300e3)
     link.run(25)
@@ -67,13 +70,15 @@ def test_follows_the_cap_down_and_climbs_back_within_10_s_after_it_lifts() -> No
 
 
 def test_starting_above_a_low_cap_comes_down_to_it() -> None:
-    """The 0.4 s buffer fills before the trendline has a window of groups: loss brings it down."""
+    """The 0.4 s buffer fills before the trendline has a window of groups, so the delay gradient
+    never shows it: the standing queue under loss is what brings the estimate down to the cap."""
     link = BweLink(cap=300e3, config=GccConfig(start_bitrate=1_000_000))
     link.run(20)
+    at = settled_at(link, 300e3, 0, 20)
+    assert at is not None and at <= 5.0, f"settled at {at}"
     low, high = swing(link, 300e3, 5, 20)
     assert low >= 1 - SWING and high <= 1 + SWING, (low, high)
-    assert abs(link.average(5, 20) / 300e3 - 1) <= LEVEL
-    assert link.bwe.counters.loss_decreases >= 3
+    assert link.bwe.counters.standing_queue > 0
 
 
 def test_random_loss_without_queueing_lowers_the_estimate() -> None:
@@ -88,10 +93,13 @@ def test_random_loss_without_queueing_lowers_the_estimate() -> None:
     assert counters.loss_decreases >= 5 and counters.delay_decreases == 0  # loss did it, not delay
 
 
-def test_loss_under_2_percent_does_not_lower_it() -> None:
+def test_loss_under_2_percent_does_not_lower_it_and_5_percent_holds_it() -> None:
     link = BweLink(cap=None, loss=0.01, seed=3)
     link.run(20)
     assert link.average(15, 20) > 5e6 and link.bwe.counters.loss_decreases == 0
+    held = BweLink(cap=None, loss=0.05, seed=3)
+    held.run(20)
+    assert held.average(15, 20) > 5e6  # between 2 and 10 %: neither up nor (noise aside) down
 
 
 @pytest.mark.parametrize(("cap", "jitter"), [(2e6, 0.005), (300e3, 0.005)])

@@ -52,6 +52,7 @@ class BweCounters:
     bogus_feedback: int = 0  # feedback about packets never sent: dropped whole
     reordered: int = 0  # arrived after a later-sent burst group: not used for delay
     overuse: int = 0  # times the detector entered OVERUSING
+    standing_queue: int = 0  # feedbacks that showed a deep standing queue under loss
     delay_decreases: int = 0
     loss_decreases: int = 0
     feedback_timeouts: int = 0

@@ -12,10 +12,18 @@ Two choices of ours on top of libwebrtc's structure:
 - for ``probe_guard`` seconds after a probe result raised the estimate, overuse does not
   decrease it: the probe's own burst (above capacity, by design) queues for a moment, and the
   acknowledged bitrate still shows the rate from before the probe, so a decrease then would throw
-  the measurement away. Overuse that outlasts the guard is acted on as usual.
+  the measurement away. Overuse that outlasts the guard is acted on as usual;
+- a standing queue under loss is overuse too: when a full drop-tail buffer neither grows nor
+  shrinks, the delay gradient is flat and the loss looks random (the excess is dropped), so GCC
+  alone can settle above the capacity with ``standing_queue`` seconds of extra delay and a loss
+  rate in the loss controller's hold band. The least one-way delay of each feedback is compared
+  with the least seen over the last 10-20 s; with loss over 2 % and a queue that deep, decrease.
 """
 
 from __future__ import annotations
+
+import math
+from operator import sub
 
 from roomcast.proto.bwe.acked_bitrate import AckedBitrateEstimator
 from roomcast.proto.bwe.aimd import AimdRateControl
@@ -28,7 +36,19 @@ _OVER = BandwidthUsage.OVERUSING
 
 
 class DelayBasedBwe:
-    __slots__ = ("_guard_until", "aimd", "detector", "inter_arrival", "probe_guard", "trendline")
+    __slots__ = (
+        "_bucket_start",
+        "_guard_until",
+        "_owd_current",
+        "_owd_previous",
+        "aimd",
+        "counters",
+        "detector",
+        "inter_arrival",
+        "probe_guard",
+        "standing_queue",
+        "trendline",
+    )
 
     def __init__(
         self,
@@ -40,9 +60,14 @@ class DelayBasedBwe:
         beta: float = 0.85,
         window: int = 20,
         probe_guard: float = 0.5,
+        standing_queue: float = 0.1,
     ) -> None:
+        self.counters = counters
         self.probe_guard = probe_guard
+        self.standing_queue = standing_queue
         self._guard_until = -1.0
+        self._owd_current = self._owd_previous = math.inf  # least one-way delay, this and the last 10 s
+        self._bucket_start = -1.0
         self.detector = OveruseDetector(counters)
         self.trendline = TrendlineFilter(window=window)
         self.inter_arrival = InterArrival(self._on_group, counters)
@@ -68,9 +93,22 @@ class DelayBasedBwe:
         acked_bitrate: AckedBitrateEstimator,
         probe: float | None,
         now: float,
+        lossy: bool = False,
     ) -> float:
+        """``lossy``: the loss controller sees more than its low threshold."""
         self.inter_arrival.update(send_times, arrival_times)
         usage = self.detector.state
+        if send_times:
+            owd = min(map(sub, arrival_times, send_times))  # the receiver's clock: only differences count
+            if now - self._bucket_start >= 10.0:
+                self._owd_previous, self._owd_current, self._bucket_start = self._owd_current, owd, now
+            elif owd < self._owd_current:
+                self._owd_current = owd
+            if lossy and usage is not _OVER:
+                floor = self._owd_current if self._owd_current < self._owd_previous else self._owd_previous
+                if owd - floor > self.standing_queue:
+                    usage = _OVER
+                    self.counters.standing_queue += 1
         aimd = self.aimd
         acked = acked_bitrate.bitrate
         if usage is _OVER:

@@ -115,10 +115,10 @@ class GccEstimator:
         if clusters is not None:
             probe = self.probe_estimator.update(send_times, arrival_times, sizes, clusters, now)
             self.twcc.probe_cluster = self.prober.active
-        delay = self.delay.update(send_times, arrival_times, acked, probe, now)
         loss = self.loss
+        delay = self.delay.update(send_times, arrival_times, acked, probe, now, loss.fraction > loss.low_loss)
         if reported:
-            loss.on_packets(lost, reported)
+            loss.on_packets(lost, reported, now)
         if probe is not None and self.delay.detector.state is not _OVER and loss.fraction < loss.low_loss:
             loss.reset(probe)  # a lossy path keeps its loss-based limit: a probe measures rate, not loss
         self._target = target = loss.update(now, delay)

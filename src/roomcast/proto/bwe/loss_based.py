@@ -1,6 +1,8 @@
 """Loss-based controller (draft-ietf-rmcat-gcc-02 §6, libwebrtc's SendSideBandwidthEstimation).
 
-Loss is measured over at least ``min_packets`` reported packets (fewer say nothing). Under
+Loss is measured over at least ``min_packets`` reported packets and ``min_interval`` of reports
+(fewer say nothing: 3 of 20 packets is noise, not 15 % loss, and the 2 %/10 % thresholds were made
+for receiver reports, about one a second). Under
 ``low_loss`` (2 %) the estimate may grow, at most 8 %/s, compounding; over ``high_loss`` (10 %) it
 drops to ``(1 - loss / 2)`` of itself, at most once per 300 ms + RTT and only on a fresh report, so
 one bad report is acted on once; in between it holds (random loss that low is the path, not us).
@@ -19,6 +21,7 @@ class LossBasedControl:
     __slots__ = (
         "_expected",
         "_fresh",
+        "_interval_start",
         "_last_decrease",
         "_last_update",
         "_lost",
@@ -29,6 +32,7 @@ class LossBasedControl:
         "low_loss",
         "max_bitrate",
         "min_bitrate",
+        "min_interval",
         "min_packets",
         "rtt",
     )
@@ -43,6 +47,7 @@ class LossBasedControl:
         low_loss: float = 0.02,
         high_loss: float = 0.10,
         min_packets: int = 20,
+        min_interval: float = 0.5,
     ) -> None:
         self.counters = counters
         self.min_bitrate = min_bitrate
@@ -51,6 +56,8 @@ class LossBasedControl:
         self.low_loss = low_loss
         self.high_loss = high_loss
         self.min_packets = min_packets
+        self.min_interval = min_interval
+        self._interval_start = -1.0
         self.fraction = 0.0
         self.rtt = 0.2
         self._lost = 0
@@ -59,11 +66,14 @@ class LossBasedControl:
         self._last_decrease = -math.inf
         self._last_update = -1.0
 
-    def on_packets(self, lost: int, expected: int) -> None:
+    def on_packets(self, lost: int, expected: int, now: float) -> None:
         """Transport-cc: packets newly reported (``expected``), of which ``lost`` had not arrived."""
         self._lost += lost
         self._expected += expected
-        if self._expected >= self.min_packets:
+        if self._interval_start < 0:
+            self._interval_start = now
+        if self._expected >= self.min_packets and now - self._interval_start >= self.min_interval:
+            self._interval_start = now
             self.fraction = min(max(self._lost / self._expected, 0.0), 1.0)
             self._lost = self._expected = 0
             self._fresh = True
