@@ -245,7 +245,7 @@ def test_generator_reports_every_interval_and_sleeps_when_idle() -> None:
     gen.handle_timeout(1.05)
     (report,) = drain(gen)
     assert (report.sender_ssrc, report.media_ssrc, report.base_seq) == (7, 8, 10)
-    assert report.statuses == (1, 0, 1)
+    assert report.statuses == bytes((1, 0, 1))
     assert gen.poll_timeout() is None  # nothing new: no timer, no empty feedback
 
 
@@ -263,11 +263,11 @@ def test_generator_rereports_a_late_packet_as_received() -> None:
     gen.on_packet(2, 0.001)
     gen.handle_timeout(0.05)
     (first,) = drain(gen)
-    assert first.statuses == (1, 0, 1)
+    assert first.statuses == bytes((1, 0, 1))
     gen.on_packet(1, 0.06)  # late: its range was reported already
     gen.handle_timeout(0.11)
     (second,) = drain(gen)
-    assert second.base_seq == 1 and second.statuses == (1, 2)  # 2 again (earlier: a negative delta)
+    assert second.base_seq == 1 and second.statuses == bytes((1, 2))  # 2 again (earlier: a negative delta)
     assert second.deltas[1] == -236  # from its kept arrival time: 0.001 s against 1's 0.060 s
 
 
@@ -298,7 +298,7 @@ def test_generator_unwraps_sequence_numbers() -> None:
         gen.on_packet(seq, 0.001 * k)
     gen.handle_timeout(1.0)
     (report,) = drain(gen)
-    assert report.base_seq == 0xFFFE and report.statuses == (1, 1, 1, 1)
+    assert report.base_seq == 0xFFFE and report.statuses == bytes((1, 1, 1, 1))
 
 
 def test_feedback_counter_wraps_at_8_bits() -> None:

@@ -132,7 +132,7 @@ def test_transport_cc_feedback_decodes_chunks_and_deltas() -> None:
     (twcc,) = parse_compound(packet)
     assert isinstance(twcc, TransportCC)
     assert (twcc.base_seq, twcc.reference_time, twcc.fb_count) == (100, 16, 7)
-    assert twcc.statuses == (1, 1, 0, 2, 1, 0, 0, 1)
+    assert tuple(twcc.statuses) == (1, 1, 0, 2, 1, 0, 0, 1)
     assert twcc.deltas == (4, 8, -2, 12, 1)
     assert twcc.serialize() == packet
 

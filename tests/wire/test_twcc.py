@@ -41,7 +41,7 @@ def test_create_then_parse_is_identity(report: tuple[list[int], list[int]], base
     made = TransportCC.create(1, 2, base, ref, fb, statuses, deltas)
     (parsed,) = parse_compound(made.serialize())
     assert parsed == made
-    assert parsed.statuses == tuple(statuses) and parsed.deltas == tuple(deltas)
+    assert parsed.statuses == bytes(statuses) and parsed.deltas == tuple(deltas)
     assert (parsed.base_seq, parsed.reference_time, parsed.fb_count) == (base, ref, fb)
     assert len(made.serialize()) % 4 == 0
 
@@ -70,7 +70,13 @@ def test_libwebrtc_style_feedback_with_padding_bit_parses() -> None:
     packet = struct.pack("!BBH", 0x80 | 0x20 | 15, 205, len(body) // 4) + body
     (fb,) = parse_compound(packet)
     assert isinstance(fb, TransportCC)
-    assert (fb.base_seq, fb.reference_time, fb.fb_count, fb.statuses, fb.deltas) == (500, 42, 9, (1, 1, 1), (4, 8, 12))
+    assert (fb.base_seq, fb.reference_time, fb.fb_count, fb.statuses, fb.deltas) == (
+        500,
+        42,
+        9,
+        b"\x01" * 3,
+        (4, 8, 12),
+    )
 
 
 def test_negative_reference_time_is_signed_24_bits() -> None:
@@ -108,6 +114,10 @@ def test_create_refuses_what_it_cannot_encode() -> None:
         TransportCC.create(1, 2, 0, 0, 0, [1, 0, 1], [1])
     with pytest.raises(ValueError):
         TransportCC.create(1, 2, 0, 0, 0, [], [])
+    with pytest.raises(ValueError, match=r"0\.\.2"):
+        TransportCC.create(1, 2, 0, 0, 0, [1, 300], [1])
+    with pytest.raises(ValueError):
+        TransportCC.create(1, 2, 0, 0, 0, [1, 3], [1])
 
 
 def mutations(seed: bytes) -> st.SearchStrategy[bytes]:

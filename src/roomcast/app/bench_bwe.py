@@ -40,17 +40,19 @@ def schedule(bitrate: float, seconds: float, seed: int = 7) -> Schedule:
 
 
 def feedback_for(packets: Schedule, interval: float, loss: float, seed: int = 3) -> list[tuple[float, bytes]]:
-    """The feedback datagrams a browser would send, with their arrival time at the server."""
+    """The feedback datagrams a browser would send, with their arrival time at the server: the path
+    is a FIFO (10 Mbit/s, 20 ms, up to 2 ms of jitter that never reorders) with random loss."""
     rng = random.Random(seed)
     gen = TwccFeedbackGenerator(1, 2, interval=interval)
     out: list[tuple[float, bytes]] = []
-    for seq, (t, _) in enumerate(packets):
-        arrival = t + 0.02 + rng.uniform(0, 0.002)
-        gen.handle_timeout(arrival)
+    last = 0.0
+    for seq, (t, size) in enumerate(packets):
+        last = max(last + size * 8 / 10e6, t + 0.02 + rng.uniform(0, 0.002))
+        gen.handle_timeout(last)
         if rng.random() >= loss:
-            gen.on_packet(seq & 0xFFFF, arrival)
+            gen.on_packet(seq & 0xFFFF, last)
         while (fb := gen.poll_feedback()) is not None:
-            out.append((arrival + 0.02, fb.serialize()))
+            out.append((last + 0.02, fb.serialize()))
     return out
 
 

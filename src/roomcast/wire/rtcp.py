@@ -120,7 +120,8 @@ class Remb:
 class TransportCC:
     """Transport-wide congestion control feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1).
 
-    ``statuses``: per packet from ``base_seq``, 0 not received, 1 small delta, 2 large or negative delta;
+    ``statuses``: one octet per packet from ``base_seq``, 0 not received, 1 small delta, 2 large or
+    negative delta (bytes, not a tuple: the send side filters and counts them with C-level calls);
     ``deltas``: receive deltas of the received packets in 250 µs units, the first one relative to
     ``reference_time`` (signed 24 bits, 64 ms units; it wraps, the reader unwraps). Kept raw for exact
     forwarding; :meth:`create` encodes one (chunk choice in :func:`encode_twcc_chunks`).
@@ -131,7 +132,7 @@ class TransportCC:
     base_seq: int
     reference_time: int  # multiples of 64 ms
     fb_count: int
-    statuses: tuple[int, ...]
+    statuses: bytes
     deltas: tuple[int, ...]
     raw: bytes
 
@@ -146,16 +147,19 @@ class TransportCC:
         base_seq: int,
         reference_time: int,
         fb_count: int,
-        statuses: tuple[int, ...] | list[int],
+        statuses: bytes | tuple[int, ...] | list[int],
         deltas: tuple[int, ...] | list[int],
     ) -> TransportCC:
         """Encode feedback; ``deltas`` must match ``statuses`` (a small delta fits 0..255, a large one int16)."""
-        statuses = tuple(statuses)
-        deltas = tuple(deltas)
         if not 0 < len(statuses) <= MAX_TWCC_STATUSES:
             raise ValueError("transport-cc feedback reports 1 to MAX_TWCC_STATUSES packets")
-        fmt = bytes(statuses).translate(_DELTA_FORMAT, b"\x00")
-        if len(fmt) != len(deltas) or 3 in statuses:
+        try:
+            statuses = bytes(statuses)
+        except ValueError:
+            raise ValueError("status symbols are 0..2") from None
+        deltas = tuple(deltas)
+        fmt = statuses.translate(_DELTA_FORMAT, b"\x00")
+        if len(fmt) != len(deltas) or max(statuses) > 2:
             raise ValueError("one receive delta per received packet, status symbols 0..2")
         try:
             packed = struct.pack(b"!" + fmt, *deltas)
@@ -187,7 +191,7 @@ def _vector(chunk: int) -> bytes:
     return symbols
 
 
-def encode_twcc_chunks(statuses: tuple[int, ...]) -> bytes:
+def encode_twcc_chunks(statuses: bytes | tuple[int, ...]) -> bytes:
     """Packet chunks for ``statuses`` (§3.1.3/3.1.4): a run-length chunk where a run of one symbol
     covers at least a full vector, else a one-bit vector when the next 14 symbols are all 0/1, else
     a two-bit vector of 7. The last vector may cover symbols past the end (the count ends them)."""
@@ -253,7 +257,7 @@ def _parse_twcc(data: bytes, pos: int, fci: int, end: int, sender: int, media: i
         if p + received > end:
             raise ParseError("transport-cc receive deltas run past the packet")
         deltas = tuple(data[p : p + received])
-    return TransportCC(sender, media, base, reference, ref_fb & 0xFF, tuple(statuses), deltas, data[pos:end])
+    return TransportCC(sender, media, base, reference, ref_fb & 0xFF, bytes(statuses), deltas, data[pos:end])
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,7 +210,7 @@ class TwccSender:
             where.update(kept)
 
     def _match_slowly(
-        self, base: int, end: int, statuses: tuple[int, ...], arrivals: list[float]
+        self, base: int, end: int, statuses: bytes, arrivals: list[float]
     ) -> tuple[list[float], list[int], list[int] | None, list[float], int, int, int]:
         """Per packet, for feedback overlapping earlier feedback or the ring's end: a packet is new
         (past the horizon, or in a gap no feedback covered), recovered (reported lost before and
