@@ -4,7 +4,9 @@ transport-wide sequence number header extension (§2): encode, decode, round tri
 from __future__ import annotations
 
 import contextlib
+import json
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -77,6 +79,7 @@ def test_libwebrtc_style_feedback_with_padding_bit_parses() -> None:
         b"\x01" * 3,
         (4, 8, 12),
     )
+    assert fb.serialize() == packet  # the padding is part of the packet: kept for exact forwarding
 
 
 def test_negative_reference_time_is_signed_24_bits() -> None:
@@ -146,6 +149,7 @@ def test_mutated_feedback_raises_only_parse_error(data: bytes) -> None:
             if isinstance(packet, TransportCC):
                 received = sum(1 for s in packet.statuses if s)
                 assert len(packet.deltas) == received and set(packet.statuses) <= {0, 1, 2}
+                assert parse_compound(packet.serialize()) == [packet]
 
 
 def rtp(extensions: tuple[tuple[int, bytes], ...], profile: int = 0xBEDE) -> bytearray:
@@ -181,3 +185,45 @@ def test_extension_helpers_never_raise(data: bytes, ext_id: int) -> None:
     buf = bytearray(data)
     assert write_transport_seq(buf, ext_id, 1) == (seq >= 0)
     assert len(buf) == len(data)
+
+
+# ---------------------------------------------------------------- Chromium's own feedback
+
+CHROMIUM_TWCC = json.loads((Path(__file__).parent / "fixtures" / "chromium_twcc.json").read_text())
+"""Captured by tests/wire/capture_twcc.py: Chromium 156 reporting the echo of its own packets."""
+
+
+@pytest.mark.parametrize(("at", "hexdata"), CHROMIUM_TWCC["feedback"])
+def test_chromium_feedback_parses_and_reencodes(at: float, hexdata: str) -> None:
+    raw = bytes.fromhex(hexdata)
+    (fb,) = parse_compound(raw)  # rtcp-rsize: transport-cc alone, usually with the P bit's padding
+    assert isinstance(fb, TransportCC) and fb.serialize() == raw
+    assert len(fb.deltas) == sum(1 for s in fb.statuses if s)
+    again = TransportCC.create(
+        fb.sender_ssrc, fb.media_ssrc, fb.base_seq, fb.reference_time, fb.fb_count, fb.statuses, fb.deltas
+    )
+    (reparsed,) = parse_compound(again.serialize())
+    assert isinstance(reparsed, TransportCC)
+    assert (reparsed.base_seq, reparsed.reference_time, reparsed.fb_count) == (
+        fb.base_seq,
+        fb.reference_time,
+        fb.fb_count,
+    )
+    assert (reparsed.statuses, reparsed.deltas) == (fb.statuses, fb.deltas)
+    assert len(again.serialize()) <= len(raw)  # our chunk choice is as compact as libwebrtc's
+
+
+def test_chromium_feedback_uses_every_chunk_type_and_counts_up() -> None:
+    kinds = set()
+    counts = []
+    for _, hexdata in CHROMIUM_TWCC["feedback"]:
+        raw = bytes.fromhex(hexdata)
+        (fb,) = parse_compound(raw)
+        assert isinstance(fb, TransportCC)
+        counts.append(fb.fb_count)
+        chunks_len = len(encode_twcc_chunks(fb.statuses))
+        for i in range(0, chunks_len, 2):
+            word = int.from_bytes(raw[20 + i : 22 + i], "big")
+            kinds.add("run" if not word & 0x8000 else "two-bit" if word & 0x4000 else "one-bit")
+    assert kinds == {"run", "one-bit", "two-bit"}
+    assert counts == [(counts[0] + k) & 0xFF for k in range(len(counts))]  # no feedback lost on loopback

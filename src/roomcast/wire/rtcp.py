@@ -216,9 +216,10 @@ def encode_twcc_chunks(statuses: bytes | tuple[int, ...]) -> bytes:
     return struct.pack(f"!{len(out)}H", *out)
 
 
-def _parse_twcc(data: bytes, pos: int, fci: int, end: int, sender: int, media: int) -> TransportCC:
+def _parse_twcc(data: bytes, pos: int, fci: int, end: int, packet_end: int, sender: int, media: int) -> TransportCC:
     """Per-chunk work is table lookups and per-delta work one ``struct`` call: feedback is parsed for
-    every few forwarded packets, so its cost counts against the forwarding budget."""
+    every few forwarded packets, so its cost counts against the forwarding budget. ``end`` is where
+    the deltas must end (before any RFC 3550 padding), ``packet_end`` where the raw packet ends."""
     if fci + 8 > end:
         raise ParseError("truncated transport-cc feedback")
     base, count, ref_fb = _TWCC_HEAD.unpack_from(data, fci)
@@ -257,7 +258,7 @@ def _parse_twcc(data: bytes, pos: int, fci: int, end: int, sender: int, media: i
         if p + received > end:
             raise ParseError("transport-cc receive deltas run past the packet")
         deltas = tuple(data[p : p + received])
-    return TransportCC(sender, media, base, reference, ref_fb & 0xFF, bytes(statuses), deltas, data[pos:end])
+    return TransportCC(sender, media, base, reference, ref_fb & 0xFF, bytes(statuses), deltas, data[pos:packet_end])
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +342,7 @@ def _parse_one(data: bytes, pos: int, end: int) -> RtcpPacket:
                 lost.extend((pid + bit + 1) & 0xFFFF for bit in range(16) if blp & (1 << bit))
             return GenericNack(sender, media, tuple(lost))
         if packet_type == RTPFB and count == 15:
-            return _parse_twcc(data, pos, fci, body_end, sender, media)
+            return _parse_twcc(data, pos, fci, body_end, end, sender, media)
         if packet_type == PSFB and count == 1:
             return Pli(sender, media)
         if packet_type == PSFB and count == 4:
