@@ -37,6 +37,7 @@ class SrtpError(ValueError):
 
 
 _REWRITE = struct.Struct("!BHII")  # byte 1 (marker | payload type), sequence number, timestamp, SSRC
+_TWCC = struct.Struct("!BH")  # a one-byte header extension element: id << 4 | (length - 1), 2-byte value
 
 
 class _InPlace:
@@ -96,19 +97,27 @@ class SrtpContext:
         except (Error, ValueError, TypeError) as exc:
             raise SrtpError(f"protect failed: {exc}") from None
 
-    def protect_rewritten(self, rtp: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int) -> bytes:
+    def protect_rewritten(
+        self, rtp: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int, twcc_at: int = -1, twcc: int = 0
+    ) -> bytes:
         """:meth:`protect` of ``rtp`` with byte 1 (marker and payload type), sequence number,
-        timestamp and SSRC replaced; ``rtp`` itself is not modified."""
+        timestamp and SSRC replaced, and, when ``twcc_at`` is an offset, the one-byte header extension
+        element there (id nibble before it, 2-byte value at it) set to ``twcc`` (``(id << 16) | sequence``:
+        the transport-wide sequence number of this receiver's transport); ``rtp`` itself is not modified."""
         n = len(rtp)
         fast = self._in_place
         if fast is None or n > fast.limit or n < 12:
             buf = bytearray(rtp)
             if n >= 12:
                 _REWRITE.pack_into(buf, 1, b1, seq, ts, ssrc)
+                if twcc_at > 12:
+                    _TWCC.pack_into(buf, twcc_at - 1, (twcc >> 12) & 0xF0 | 1, twcc & 0xFFFF)
             return self.protect(buf)
         buffer = fast.buffer
         buffer[0:n] = rtp
         _REWRITE.pack_into(buffer, 1, b1, seq, ts, ssrc)
+        if twcc_at > 12:
+            _TWCC.pack_into(buffer, twcc_at - 1, (twcc >> 12) & 0xF0 | 1, twcc & 0xFFFF)
         length = fast.length
         length[0] = n
         status = fast.protect(fast.srtp, fast.cdata, length)

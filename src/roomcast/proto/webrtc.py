@@ -11,6 +11,7 @@ import secrets
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from roomcast.proto.common import Addr, Transmit
 from roomcast.proto.dtls import (
@@ -25,6 +26,14 @@ from roomcast.proto.ice_controlling import IceControllingAgent, IceFailed, Nomin
 from roomcast.proto.ice_lite import ConsentExpired, IceLiteAgent, RestartCompleted, Selected, Validated
 from roomcast.proto.sctp import SctpAssociation, SctpEvent
 from roomcast.proto.srtp import SrtpContext, SrtpError
+from roomcast.wire.twcc import transport_seq_at
+
+SRTP_OVERHEAD = 16  # authentication tag (or GCM tag): what the bandwidth estimate counts on top of RTP
+NO_TWCC = [-1]  # the cell of a transport outside any router: never an offset
+
+
+class TwccStamper(Protocol):
+    def on_packet_sent(self, size: int, now: float, probe_cluster: int = -1) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +129,13 @@ class WebRtcTransport:
         self._events: deque[TransportEvent] = deque()
         self._dtls_started = False
         self.now = 0.0  # time of the latest input, for handlers that run inside it (e.g. throttles)
+        # Transport-wide congestion control of what we send (a subscriber): the estimator's stamper and the
+        # extension id this peer negotiated. ``twcc_at`` is a cell shared with the router: the offset of the
+        # transport-wide sequence number in the packet being forwarded right now (-1: none), found once per
+        # incoming packet, so each receiver's transport rewrites it in place with its own sequence.
+        self.twcc: TwccStamper | None = None
+        self.twcc_id = 0
+        self.twcc_at: list[int] = NO_TWCC
 
     # ------------------------------------------------------------------ input
 
@@ -199,6 +215,12 @@ class WebRtcTransport:
         if self.srtp is None or self.remote is None or self.closed:
             self.counters["send_before_connected"] += 1
             return
+        if self.twcc is not None:  # a retransmission: its source's transport-wide number means nothing here
+            at = transport_seq_at(packet, self.twcc_id)
+            if at >= 0:
+                packet = bytearray(packet)
+                tseq = self.twcc.on_packet_sent(len(packet) + SRTP_OVERHEAD, self.now)
+                packet[at], packet[at + 1] = tseq >> 8, tseq & 0xFF
         if self.direct_send is not None:
             self.direct_send(self.srtp.protect(packet), self.remote)
         else:
@@ -210,7 +232,12 @@ class WebRtcTransport:
         if self.srtp is None or self.remote is None or self.closed:
             self.counters["send_before_connected"] += 1
             return
-        data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc)
+        at = self.twcc_at[0]
+        if at >= 0 and self.twcc is not None:
+            tseq = self.twcc.on_packet_sent(len(packet) + SRTP_OVERHEAD, self.now)
+            data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc, at, self.twcc_id << 16 | tseq)
+        else:
+            data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc)
         if self.direct_send is not None:
             self.direct_send(data, self.remote)
         else:

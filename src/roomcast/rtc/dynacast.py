@@ -1,8 +1,8 @@
-"""Dynacast: a publisher encodes only the simulcast layers someone receives (LiveKit's dynacast, read not
-copied). Once a second, for each simulcast track, the layers its subscribers target (plus the lowest, so a
-new viewer gets a picture at once) are compared with what the publisher was last told; a change is sent
-to it (signaling ``publisher_layers``, the JS SDK sets ``encodings[i].active``). A subscriber targeting a
-layer that is off makes it come back: its consumer falls back to the best layer still arriving meanwhile."""
+"""Dynacast: a publisher encodes only the simulcast layers someone may receive (LiveKit's dynacast, read not
+copied). Once a second, for each simulcast track, the highest layers its subscribers may be given (their
+quality or shown size; plus the lowest, so a new viewer gets a picture at once) are compared with what the
+publisher was last told; a change is sent to it (signaling ``publisher_layers``, the JS SDK sets
+``encodings[i].active``). A bandwidth limit does not turn a layer off: the subscriber may move back up."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ class Dynacast:
             wanted = {0}
             for consumer in producer.consumers:
                 if isinstance(consumer, SimulcastConsumer) and not consumer.paused:
-                    wanted.add(consumer.target_spatial)
+                    # what the subscriber may be given, not what its bandwidth allows now: a layer it could
+                    # move up to must keep flowing (its bitrate is measured, the move needs no restart)
+                    wanted.add(consumer.max_spatial)
                     if consumer.pending >= 0:
                         wanted.add(consumer.pending)
             rids = tuple(producer.layers[i].rid for i in sorted(wanted) if producer.layers[i].rid)

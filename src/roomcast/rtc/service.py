@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from roomcast.proto.codecs import CodecPolicy
 from roomcast.proto.dtls import DtlsCertificate
 from roomcast.proto.jsep import AnswerParams, Mode, NegotiatedAnswer, NegotiationError, SendTrack, create_answer
 from roomcast.proto.sctp import SctpAssociation
@@ -117,6 +118,13 @@ class MediaService:
     max_tracks_per_participant: int = 8
     consent_timeout: float = 30.0  # RFC 7675 §5.1: a peer silent this long is gone (its tracks end)
     tracks_debounce: float = 0.05
+    # The subscriber estimate comes from each subscriber's REMB (Chrome's receive-side estimate on the
+    # forwarded abs-send-time) by default. Transport-cc (we stamp, they report, GCC estimates: set both
+    # policies' ``transport_cc``) is built but off: negotiated with publishers, Chrome's own estimate then
+    # decayed 20 %/s to its floor on our feedback, and subscribers need the publishers' extension slot
+    # (docs/adaptive.md).
+    subscriber_codecs: CodecPolicy = field(default_factory=CodecPolicy)
+    publisher_codecs: CodecPolicy = field(default_factory=CodecPolicy)
     capture_heights: dict[str, int] = field(default_factory=dict)  # producer sid -> its capture height
     # (room, owner, track id, rids): tell a publisher which simulcast layers to keep encoding (dynacast)
     on_publisher_layers: Callable[[str, str, str, list[str]], None] = lambda room, owner, track, rids: None
@@ -188,6 +196,13 @@ class MediaService:
             send_tracks=send_tracks,
             send_ssrcs=dict(media.send_ssrcs) if media is not None else {},
             data_channels=False,
+            # transport-cc on SFU connections: the router answers publishers' packets with feedback and
+            # estimates each subscriber's bandwidth from theirs (sfu/congestion.py)
+            codecs=self.subscriber_codecs
+            if mode == "subscribe"
+            else self.publisher_codecs
+            if mode == "publish"
+            else CodecPolicy(),
         )
         try:
             negotiated = create_answer(offer, params)
@@ -369,7 +384,7 @@ class MediaService:
             consumer.resume()
             router.request_keyframe(producer.sid)
         height = self.capture_heights.get(producer.sid)
-        router.set_target_layer(owner, producer.sid, wanted_layer(settings, len(producer.layers), height))
+        router.set_max_layer(owner, producer.sid, wanted_layer(settings, len(producer.layers), height))
         return True
 
     def mute_owner(self, room: str, owner: str, muted: bool) -> int:

@@ -8,7 +8,17 @@ from collections import Counter
 from collections.abc import Callable
 
 from roomcast.wire import ParseError
-from roomcast.wire.rtcp import Fir, GenericNack, Pli, ReceiverReport, ReportBlock, SenderReport, parse_compound
+from roomcast.wire.rtcp import (
+    Fir,
+    GenericNack,
+    Pli,
+    ReceiverReport,
+    ReportBlock,
+    RtcpPacket,
+    SenderReport,
+    TransportCC,
+    parse_compound,
+)
 
 
 def subscriber_feedback(
@@ -17,6 +27,7 @@ def subscriber_feedback(
     on_nack: Callable[[int, list[int]], int],
     on_keyframe_request: Callable[[int], None],
     on_report: Callable[[ReportBlock], None] | None = None,
+    on_packet: Callable[[RtcpPacket], None] | None = None,
 ) -> None:
     """Dispatch a subscriber's RTCP: NACKs (media SSRC, lost seqs) → ``on_nack`` returning how many were
     resent; PLI/FIR → ``on_keyframe_request(media SSRC)``. Malformed compounds are counted, not raised."""
@@ -37,3 +48,7 @@ def subscriber_feedback(
         elif isinstance(packet, ReceiverReport | SenderReport) and on_report is not None:
             for block in packet.reports:
                 on_report(block)
+        if on_packet is not None:  # every packet, e.g. for a bandwidth estimate (transport-cc, REMB, reports)
+            if isinstance(packet, TransportCC):
+                counters["transport_cc_received"] += 1
+            on_packet(packet)

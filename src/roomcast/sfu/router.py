@@ -20,8 +20,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from roomcast.proto.bwe.gcc import GccEstimator
+from roomcast.proto.codecs import TWCC_URI
 from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.webrtc import WebRtcTransport
+from roomcast.sfu.congestion import Allocation, PublisherFeedback, SubscriberEstimate
 from roomcast.sfu.consumer import Consumer
 from roomcast.sfu.feedback import subscriber_feedback
 from roomcast.sfu.listener import Listener
@@ -39,6 +42,7 @@ from roomcast.wire.rtcp import (
     parse_compound,
 )
 from roomcast.wire.rtp import header_length, unwrap_rtx
+from roomcast.wire.twcc import transport_seq_at
 
 SERVER_SSRC = 1
 NACK_INTERVAL = 0.02
@@ -60,6 +64,9 @@ class ParticipantMedia:
     parked: dict[str, Consumer] = field(default_factory=dict)
     last_nack: float = 0.0
     last_report: float = 0.0
+    twcc_ext_id: int = 0  # the transport-wide sequence number extension of its publisher transport
+    publisher_feedback: PublisherFeedback | None = None  # transport-cc feedback to its publisher transport
+    estimate: SubscriberEstimate | None = None  # its subscriber transport's bandwidth estimate
 
     @property
     def producers(self) -> dict[str, Producer]:
@@ -78,6 +85,10 @@ class Router:
         self.on_tracks_changed = on_tracks_changed or (lambda _r: None)
         self.closed = False
         self._last_tick = float("-inf")
+        # offset of the transport-wide sequence number in the packet being forwarded now (-1: none); every
+        # subscriber transport of the room reads it to stamp its own sequence there (WebRtcTransport.twcc_at)
+        self.twcc_at = [-1]
+        self.publisher_feedback = False  # answer publishers with transport-cc feedback (off: docs/adaptive.md)
 
     # ------------------------------------------------------------------ participants
 
@@ -126,6 +137,13 @@ class Router:
 
         ``metadata`` maps the offer's msid track ids to (source, name)."""
         media.publisher = transport
+        twcc_id = next((m.extensions[TWCC_URI] for m in negotiated.media if TWCC_URI in m.extensions), 0)
+        media.twcc_ext_id = twcc_id
+        if twcc_id and self.publisher_feedback:
+            if media.publisher_feedback is None or media.publisher_feedback.ext_id != twcc_id:
+                media.publisher_feedback = PublisherFeedback(twcc_id, SERVER_SSRC, 0)
+        else:
+            media.publisher_feedback = None
         transport.on_rtp = lambda pkt: self._on_publisher_rtp(media, pkt)
         transport.on_rtcp = lambda pkt: self._on_publisher_rtcp(media, pkt)
         changed = False
@@ -226,6 +244,21 @@ class Router:
         listener = media.listener
         layer = listener.by_ssrc.get(ssrc)
         now = media.publisher.now if media.publisher is not None else 0.0
+        if media.twcc_ext_id:  # where subscribers write their own transport-wide number into this packet
+            at = self.twcc_at[0] = transport_seq_at(pkt, media.twcc_ext_id)
+            if media.publisher_feedback is not None:  # every packet counts for it: RTX and probes too
+                media.publisher_feedback.on_arrival(pkt, at, now)
+            try:
+                self._publisher_packet(media, layer, pkt, ssrc, now)
+            finally:
+                self.twcc_at[0] = -1
+        else:
+            self._publisher_packet(media, layer, pkt, ssrc, now)
+
+    def _publisher_packet(
+        self, media: ParticipantMedia, layer: Layer | None, pkt: bytes, ssrc: int, now: float
+    ) -> None:
+        listener = media.listener
         if layer is None:
             layer = listener.rtx_by_ssrc.get(ssrc) or listener.learn(pkt, ssrc)
             if layer is None:
@@ -314,6 +347,13 @@ class Router:
             for consumer, producer in media.consumers.values():
                 if producer.simulcast and isinstance(consumer, SimulcastConsumer):
                     consumer.handle_timeout(now)
+            if media.publisher is not None and media.publisher_feedback is not None:
+                for feedback in media.publisher_feedback.poll(now):
+                    media.publisher.send_rtcp(feedback)
+                    self.counters["transport_cc_sent"] += 1
+            if media.estimate is not None:
+                media.estimate.handle_timeout(now)
+                self._allocate(media, now)
             if media.publisher is not None and now - media.last_report >= REPORT_INTERVAL:
                 media.last_report = now
                 blocks = tuple(layer.report_block(now) for layer in layers)
@@ -346,6 +386,13 @@ class Router:
                 consumer.send, consumer.send_rewritten = transport.send_rtp, transport.send_rtp_rewritten
                 consumer.send_rtcp = transport.send_rtcp
         media.subscriber = transport
+        twcc_id = next((m.extensions[TWCC_URI] for m in negotiated.media if TWCC_URI in m.extensions), 0)
+        if media.estimate is None or isinstance(media.estimate.estimator, GccEstimator) != bool(twcc_id):
+            media.estimate = SubscriberEstimate(transport_cc=bool(twcc_id))
+        if twcc_id:
+            transport.twcc, transport.twcc_id, transport.twcc_at = media.estimate, twcc_id, self.twcc_at
+        else:
+            transport.twcc = None
         transport.on_rtp = lambda pkt: None
         transport.on_rtcp = lambda pkt: self._on_subscriber_rtcp(media, pkt)
         wanted: dict[str, tuple[NegotiatedMedia, Producer]] = {}
@@ -419,7 +466,12 @@ class Router:
             if found is not None and media.subscriber is not None:
                 found[0].on_report(block.lsr, block.dlsr, block.fraction_lost, media.subscriber.now)
 
-        subscriber_feedback(data, self.counters, nack, keyframe, report)
+        estimate = media.estimate
+        if estimate is not None and media.subscriber is not None:
+            now = media.subscriber.now
+            subscriber_feedback(data, self.counters, nack, keyframe, report, lambda p: estimate.on_rtcp(p, now))
+        else:
+            subscriber_feedback(data, self.counters, nack, keyframe, report)
 
     def _request_keyframe(self, producer: Producer, force: bool = False) -> None:
         """PLI upstream on every layer of ``producer`` (one, unless simulcast)."""
@@ -464,11 +516,40 @@ class Router:
         found[0].set_target_layer(spatial, temporal, self._publisher_now(found[1]))
         return True
 
+    def _allocate(self, media: ParticipantMedia, now: float) -> None:
+        """Spend ``media``'s subscriber estimate on the tracks it receives (see sfu/congestion.py)."""
+        estimate = media.estimate
+        if estimate is None or estimate.feedbacks == 0 or now < estimate.next_allocation:
+            return
+        tracks: list[Allocation] = []
+        for consumer, producer in media.consumers.values():
+            if consumer.paused or producer.muted:
+                continue
+            if isinstance(consumer, SimulcastConsumer) and producer.simulcast:
+                tracks.append((producer.sid, producer.kind, producer.source, 0.0, self._budget_setter(media, producer)))
+            else:
+                tracks.append((producer.sid, producer.kind, producer.source, float(producer.bitrate), None))
+        if estimate.allocate(tracks, now):
+            self.counters["allocations"] += 1
+
+    def _budget_setter(self, media: ParticipantMedia, producer: Producer) -> Callable[[float], object]:
+        owner, sid = media.owner, producer.sid
+        return lambda bitrate: self.set_bitrate_budget(owner, sid, bitrate)
+
     def request_keyframe(self, track_sid: str) -> None:
         """A subscriber needs a picture now (it resumed a track it had hidden); throttled per layer."""
         producer = self.producers.get(track_sid)
         if producer is not None:
             self._request_keyframe(producer, force=True)
+
+    def set_max_layer(self, owner: str, track_sid: str, spatial: int) -> bool:
+        """The subscriber's own limit for simulcast track ``track_sid`` (quality, shown size): it gets that
+        layer now, and bandwidth budgets never choose above it. False when it is not received as simulcast."""
+        found = self._simulcast_consumer(owner, track_sid)
+        if found is None:
+            return False
+        found[0].max_spatial = max(0, min(spatial, len(found[0].layers) - 1))
+        return self.set_target_layer(owner, track_sid, spatial)
 
     def set_bitrate_budget(self, owner: str, track_sid: str, bitrate: float) -> tuple[int, int] | None:
         """Let ``bitrate`` bits/s choose ``owner``'s layer of ``track_sid`` (with hysteresis); for a

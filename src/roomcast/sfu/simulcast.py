@@ -67,6 +67,7 @@ class SimulcastConsumer(Consumer):
         "last_out_tl0",
         "late_dropped",
         "layers",
+        "max_spatial",
         "next_request_at",
         "pending",
         "pic_offset",
@@ -90,6 +91,7 @@ class SimulcastConsumer(Consumer):
         self.layers: Sequence[Layer] = layers
         self.request_keyframe = request_keyframe
         self.target_spatial = len(layers) - 1
+        self.max_spatial = len(layers) - 1  # the subscriber's own limit (quality, shown size): budgets stay under
         self.target_temporal = MAX_TEMPORAL - 1
         self.spatial_goal = self.target_spatial  # the target, or the best layer actually arriving under it
         self.current = -1  # spatial layer forwarded; -1 until the first keyframe
@@ -142,8 +144,10 @@ class SimulcastConsumer(Consumer):
         if not self.layers:
             return self.target_spatial, self.target_temporal
         rates = [list(layer.temporal_bitrates) if layer.max_tid >= 0 else [layer.bitrate] for layer in self.layers]
-        temporal = min(self.target_temporal, max(len(rates[self.target_spatial]) - 1, 0))
-        choice = self.selector.select(rates, bitrate, (self.target_spatial, temporal), now)
+        rates = rates[: self.max_spatial + 1]  # never above what the subscriber asked for
+        spatial = min(self.target_spatial, len(rates) - 1)
+        temporal = min(self.target_temporal, max(len(rates[spatial]) - 1, 0))
+        choice = self.selector.select(rates, bitrate, (spatial, temporal), now)
         if choice is not None and choice != (self.target_spatial, temporal):
             self.set_target_layer(choice[0], choice[1], now)
         return self.target_spatial, self.target_temporal

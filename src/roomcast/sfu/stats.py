@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from roomcast.proto.bwe.gcc import GccEstimator
+from roomcast.sfu.congestion import SubscriberEstimate
 from roomcast.sfu.simulcast import SimulcastConsumer
 
 if TYPE_CHECKING:
@@ -70,7 +73,27 @@ def _participant(m: ParticipantMedia) -> dict[str, object]:
         "published": len(m.producers),
         "subscribed": len(m.consumers),
         "consumers": consumers,
+        **({"estimate": _estimate(m.estimate)} if m.estimate is not None else {}),
     }
+
+
+def _estimate(estimate: SubscriberEstimate) -> dict[str, object]:
+    """The subscriber transport's bandwidth estimate (bit/s) and what it is made of."""
+    estimator = estimate.estimator
+    out: dict[str, object] = {
+        "source": "transport-cc" if isinstance(estimator, GccEstimator) else "remb",
+        "target": estimator.target_bitrate,
+        "feedbacks": estimate.feedbacks,
+        "counters": {k: v for k, v in asdict(estimator.counters).items() if v},
+    }
+    if isinstance(estimator, GccEstimator):
+        out.update(
+            delay_based=round(estimator.delay_bitrate),
+            acked=round(estimator.acked_bitrate or 0),
+            loss=round(estimator.loss_fraction, 3),
+            usage=estimator.usage.name.lower(),
+        )
+    return out
 
 
 def _mean_ms(values: list[float | None]) -> float | None:

@@ -45,11 +45,10 @@
 
   function simulcastLayers(track) {
     const height = (track.getSettings && track.getSettings().height) || 480;
-    const layers = [
-      {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000},
-      {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000},
-      {rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1700000},
-    ];
+    // a layer's bitrate cap follows its own size (about 150 kbit/s at 180 lines, 450 at 360, 900 at 540)
+    const cap = (lines) => (lines <= 200 ? 150000 : lines <= 400 ? 450000 : lines <= 600 ? 900000 : 1700000);
+    const layers = [4, 2, 1].map((scale, i) => ({rid: 'qhf'[i], scaleResolutionDownBy: scale,
+      maxBitrate: cap(height / scale)}));
     if (height >= 540) return layers;
     return height >= 270 ? layers.slice(1) : null;
   }

@@ -31,6 +31,12 @@ def _locate(pkt: bytes | bytearray, ext_id: int) -> int:
     return -1
 
 
+def transport_seq_at(pkt: bytes | bytearray, ext_id: int) -> int:
+    """Offset of the transport-wide sequence number's value in ``pkt`` (-1: none), for an in-place rewrite
+    by the forwarding path (the SRTP buffer's copy) and the retransmission path."""
+    return _locate(pkt, ext_id)
+
+
 def read_transport_seq(pkt: bytes | bytearray, ext_id: int) -> int:
     """The packet's transport-wide sequence number, or -1 when it carries none."""
     at = _locate(pkt, ext_id)
