@@ -239,6 +239,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         app.state.media.max_publishers = config.max_publishers
         app.state.media.max_tracks_per_participant = config.max_tracks_per_participant
         app.state.media.consent_timeout = config.consent_timeout
+        app.state.media.transport_cc = config.transport_cc
         lag_task = asyncio.create_task(metrics.measure_loop_lag())
         trim_task = asyncio.create_task(trim_after_departures(manager.participant_count))
         drain.attach(asyncio.get_running_loop())

@@ -34,6 +34,8 @@ class Config:
     max_incoming_bitrate: int = 0
     max_publishers: int = 0
     max_tracks_per_participant: int = 8
+    # transport-cc with browsers (docs/adaptive.md): GCC per subscriber instead of its REMB, feedback to publishers
+    transport_cc: bool = False
     join_timeout: float = 10.0
     resume_window: float = 20.0  # a participant whose socket drops keeps its place (and media) this long
     consent_timeout: float = 30.0  # RFC 7675: media transport declared dead after this long without checks

@@ -119,12 +119,14 @@ class MediaService:
     consent_timeout: float = 30.0  # RFC 7675 §5.1: a peer silent this long is gone (its tracks end)
     tracks_debounce: float = 0.05
     # The subscriber estimate comes from each subscriber's REMB (Chrome's receive-side estimate on the
-    # forwarded abs-send-time) by default. Transport-cc (we stamp, they report, GCC estimates: set both
-    # policies' ``transport_cc``) is built but off: negotiated with publishers, Chrome's own estimate then
-    # decayed 20 %/s to its floor on our feedback, and subscribers need the publishers' extension slot
-    # (docs/adaptive.md).
-    subscriber_codecs: CodecPolicy = field(default_factory=CodecPolicy)
-    publisher_codecs: CodecPolicy = field(default_factory=CodecPolicy)
+    # forwarded abs-send-time) by default. ``transport_cc`` (ROOMCAST_TRANSPORT_CC) negotiates transport-cc on SFU
+    # connections: we stamp and subscribers report (GCC estimates), publishers get our feedback. It is off:
+    # with it, Chrome's own send estimate decays 20 %/s to its floor (docs/adaptive.md, not understood yet).
+    transport_cc: bool = False
+
+    @property
+    def _codecs(self) -> CodecPolicy:
+        return CodecPolicy(transport_cc=self.transport_cc)
     capture_heights: dict[str, int] = field(default_factory=dict)  # producer sid -> its capture height
     # (room, owner, track id, rids): tell a publisher which simulcast layers to keep encoding (dynacast)
     on_publisher_layers: Callable[[str, str, str, list[str]], None] = lambda room, owner, track, rids: None
@@ -175,6 +177,7 @@ class MediaService:
         router = self.routers.get(context.room) if mode != "echo" else None
         if mode != "echo" and router is None:
             router = self.routers[context.room] = Router(context.room, on_tracks_changed=self._tracks_changed)
+            router.publisher_feedback = self.transport_cc
         if router is not None and mode == "publish":
             self._check_publish_limits(router, owner, offer)
         media = router.participant(owner, context.identity) if router is not None else None
@@ -198,11 +201,7 @@ class MediaService:
             data_channels=False,
             # transport-cc on SFU connections: the router answers publishers' packets with feedback and
             # estimates each subscriber's bandwidth from theirs (sfu/congestion.py)
-            codecs=self.subscriber_codecs
-            if mode == "subscribe"
-            else self.publisher_codecs
-            if mode == "publish"
-            else CodecPolicy(),
+            codecs=self._codecs if mode != "echo" else CodecPolicy(),
         )
         try:
             negotiated = create_answer(offer, params)

@@ -275,9 +275,12 @@ RtcpPacket = SenderReport | ReceiverReport | GenericNack | Pli | Fir | Remb | Tr
 
 
 def _header(count: int, packet_type: int, body: bytes) -> bytes:
-    if len(body) % 4:
-        body += b"\x00" * (-len(body) % 4)
-    return struct.pack("!BBH", 0x80 | count, packet_type, len(body) // 4) + body
+    """RFC 3550 §6.4.1: a body not a multiple of 4 bytes is padded, the P bit set and the last byte saying
+    how many padding bytes there are (libwebrtc refuses transport-cc feedback padded otherwise)."""
+    padding = -len(body) % 4
+    if padding:
+        body += b"\x00" * (padding - 1) + bytes([padding])
+    return struct.pack("!BBH", (0xA0 if padding else 0x80) | count, packet_type, len(body) // 4) + body
 
 
 def nack_pairs(lost: tuple[int, ...] | list[int]) -> list[tuple[int, int]]:
