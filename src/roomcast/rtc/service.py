@@ -364,7 +364,7 @@ class MediaService:
         """Which simulcast layer ``owner`` receives of ``track_sid`` (0 = lowest; temporal None = every TID);
         False when it does not receive that track as simulcast (see ``Router.set_target_layer``)."""
         router = self.routers.get(room)
-        return router is not None and router.set_target_layer(owner, track_sid, spatial, temporal)
+        return router is not None and router.pin_layer(owner, track_sid, spatial, temporal)
 
     def set_track_settings(self, room: str, owner: str, settings: TrackSettings) -> bool:
         """Adaptive stream: forward the layer the subscriber asked for (or nothing while it hides the track)."""

@@ -89,6 +89,7 @@ class Router:
         # subscriber transport of the room reads it to stamp its own sequence there (WebRtcTransport.twcc_at)
         self.twcc_at = [-1]
         self.publisher_feedback = False  # answer publishers with transport-cc feedback (off: docs/adaptive.md)
+        self.pinned: set[tuple[str, str]] = set()  # (subscriber, track) layers chosen exactly, not allocated
 
     # ------------------------------------------------------------------ participants
 
@@ -102,6 +103,7 @@ class Router:
         media = self.participants.pop(owner, None)
         if media is None:
             return
+        self.pinned = {(o, t) for o, t in self.pinned if o != owner}
         for parked in media.parked.values():
             parked.detach()
         for transport in (media.publisher, media.subscriber):
@@ -525,7 +527,9 @@ class Router:
         for consumer, producer in media.consumers.values():
             if consumer.paused or producer.muted:
                 continue
-            if isinstance(consumer, SimulcastConsumer) and producer.simulcast:
+            if (media.owner, producer.sid) in self.pinned:
+                tracks.append((producer.sid, producer.kind, producer.source, float(producer.bitrate), None))
+            elif isinstance(consumer, SimulcastConsumer) and producer.simulcast:
                 tracks.append((producer.sid, producer.kind, producer.source, 0.0, self._budget_setter(media, producer)))
             else:
                 tracks.append((producer.sid, producer.kind, producer.source, float(producer.bitrate), None))
@@ -541,6 +545,14 @@ class Router:
         producer = self.producers.get(track_sid)
         if producer is not None:
             self._request_keyframe(producer, force=True)
+
+    def pin_layer(self, owner: str, track_sid: str, spatial: int, temporal: int | None = None) -> bool:
+        """An operator's exact choice for ``owner``'s layer of ``track_sid``: bandwidth allocation leaves it
+        alone from now on (:meth:`set_max_layer` is the subscriber's own ceiling, which it still works under)."""
+        if not self.set_target_layer(owner, track_sid, spatial, temporal):
+            return False
+        self.pinned.add((owner, track_sid))
+        return True
 
     def set_max_layer(self, owner: str, track_sid: str, spatial: int) -> bool:
         """The subscriber's own limit for simulcast track ``track_sid`` (quality, shown size): it gets that
