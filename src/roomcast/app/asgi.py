@@ -39,7 +39,7 @@ from roomcast.app.drain import Drain
 from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
 from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
 from roomcast.apps.rules import DataRules
-from roomcast.rooms.manager import RoomManager
+from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import PublisherLayersEvent
 from roomcast.rooms.resume import ResumeRegistry
 from roomcast.rtc.service import MediaService, start_media
@@ -275,7 +275,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         await ws.close(close_code, code)
 
     async def rtc(ws: WebSocket) -> None:
-        client = ws.client.host if ws.client else "?"
+        client = client_key(ws.client.host) if ws.client else "?"  # IPv6 counted per /64
         if drain.active:
             metrics.count("refused_draining")
             await refuse(ws, "server_shutting_down", "this server is shutting down; join again shortly", 1013)

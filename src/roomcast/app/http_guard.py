@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import logging
 import resource
 from collections.abc import Callable
@@ -35,6 +34,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from roomcast.rooms.manager import client_key
 
 log = logging.getLogger("roomcast.app")
 FD_RESERVE = 64  # descriptors kept for everything but HTTP connections (media socket, logs, epoll, imports)
@@ -61,19 +62,6 @@ def socket_budget(configured: int) -> int:
     available = 1 << 20 if soft == resource.RLIM_INFINITY else soft
     derived = max(16, available - max(FD_RESERVE, available // 10))
     return min(configured, derived) if configured else derived
-
-
-def client_key(host: str) -> str:
-    """The unit of the per-IP cap: the IPv4 address, or the IPv6 /64 (one subscriber holds a whole /64)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 @dataclass(frozen=True, slots=True)
