@@ -119,6 +119,7 @@ class SubscriberEstimate:
             elif now - self.last_drop > 4 * MAX_CONGESTION_MEMORY:
                 self.memory = CONGESTION_MEMORY
             self.last_drop = now
+            self.peak = float(self.target)  # one fall counts once: the next drop is from here
         self.peak = max(self.target, self.peak * PEAK_DECAY)
         budget = float(self.target) * CONGESTED_HEADROOM if self.congested(now) else UNLIMITED
         layered = []
