@@ -38,10 +38,14 @@ async def video_stats(page: Page) -> dict[str, Any]:
     return stats
 
 
-async def host_and_viewer(server: ServerProcess, new_page: NewPage, tag: str) -> tuple[str, Page, Page]:
-    """A broadcast room: the host publishes camera and microphone, the viewer decodes them."""
+async def host_and_viewer(
+    server: ServerProcess, new_page: NewPage, tag: str, *, simulcast: bool = False
+) -> tuple[str, Page, Page]:
+    """A broadcast room: the host publishes camera (in simulcast layers if asked) and microphone, the
+    viewer decodes them."""
     room = f"{tag}-{uuid.uuid4().hex[:6]}"
-    host = await new_page(f"{server.base}/stream?room={room}&role=host&identity=host")
+    layers = "&simulcast=1" if simulcast else ""
+    host = await new_page(f"{server.base}/stream?room={room}&role=host&identity=host{layers}")
     await host.wait_for_function("window.streamState && window.streamState.joined")
     viewer = await new_page(f"{server.base}/stream?room={room}&role=viewer&identity=viewer")
     await viewer.wait_for_function("window.streamState && window.streamState.joined")

@@ -59,15 +59,29 @@ def both_connected(server: ServerProcess, room: str) -> bool:
     )
 
 
+def video_consumer(server: ServerProcess, room: str) -> dict[str, Any]:
+    """The viewer's consumer of the video track in the room's stats ({} without simulcast)."""
+    stats = room_stats(server, room)
+    track = next(t for t in stats["tracks"] if t["kind"] == "video")
+    consumers = stats["participants"]["viewer"]["consumers"]
+    return next((c for c in consumers if c["track"] == track["sid"] and "frames" in c), {})
+
+
+@pytest.mark.parametrize("simulcast", [False, True], ids=["single", "simulcast"])
 async def test_f5_ten_percent_loss_still_delivers_95_percent_of_frames(
-    server: ServerProcess, new_page: NewPage, lossy_lo: LossyLoopback
+    server: ServerProcess, new_page: NewPage, lossy_lo: LossyLoopback, simulcast: bool
 ) -> None:
-    room, host, viewer = await host_and_viewer(server, new_page, "f5")
+    """Of the frames the SFU forwards to the viewer, 95 % are decoded. Without simulcast that is every frame
+    the host encodes; with it, the frames of the layer the viewer receives that the SFU sends it to decode
+    (its ``frames`` count): the viewer's bandwidth estimate may lower the frame rate (loss lowers it, issue
+    14), and the frames of a temporal layer the SFU does not forward are not losses to repair."""
+    room, host, viewer = await host_and_viewer(server, new_page, "f5", simulcast=simulcast)
     await pin_lowest_layer(server, room, viewer)
     lossy_lo.set_loss(0.10)
     # measure once recovery is at work (the viewer has asked for retransmissions), not before
     await until_async(lambda: _nacked(viewer), 10, "the viewer sending NACKs under 10 % loss")
     start_host, start_viewer = await video_stats(host), await video_stats(viewer)
+    start_consumer = video_consumer(server, room)
 
     async def window_done() -> bool:
         rid = forwarded_rid(server, room)
@@ -75,19 +89,25 @@ async def test_f5_ten_percent_loss_still_delivers_95_percent_of_frames(
 
     await until_async(window_done, 20, f"the host encoding {WINDOW_FRAMES} frames under loss")
     end_host, end_viewer = await video_stats(host), await video_stats(viewer)
+    end_consumer = video_consumer(server, room)
     rid = forwarded_rid(server, room)  # with simulcast, the frames of the layer the viewer receives
     encoded = end_host["by_rid"][rid] - start_host["by_rid"][rid]
+    forwarded = end_consumer["frames"] - start_consumer["frames"] if simulcast else encoded
     decoded = end_viewer["decoded"] - start_viewer["decoded"]
-    ratio = decoded / encoded
-    track = next(t for t in room_stats(server, room)["tracks"] if t["kind"] == "video")
+    ratio = decoded / forwarded
+    stats = room_stats(server, room)
+    track = next(t for t in stats["tracks"] if t["kind"] == "video")
+    estimate = stats["participants"]["viewer"].get("estimate", {})
     print(
-        f"\nF5: 10 % loss on lo: {decoded}/{encoded} frames decoded = {ratio:.1%}; viewer NACKs "
-        f"{end_viewer['nacks']}, SFU retransmitted {track['retransmitted']}, SFU NACKs upstream "
-        f"{track['nacks_sent_upstream']}, host retransmitted {end_host['retransmitted']}, "
-        f"dropped on lo {lossy_lo.dropped()}"
+        f"\nF5 ({'simulcast' if simulcast else 'single'}): 10 % loss on lo: {decoded}/{forwarded} frames "
+        f"decoded = {ratio:.1%} ({encoded} encoded, temporal layers 0..{end_consumer.get('temporal', '-')}, "
+        f"estimate {estimate.get('target', '-')} bit/s); viewer NACKs {end_viewer['nacks']}, SFU retransmitted "
+        f"{track['retransmitted']}, SFU NACKs upstream {track['nacks_sent_upstream']}, host retransmitted "
+        f"{end_host['retransmitted']}, dropped on lo {lossy_lo.dropped()}; {end_consumer}"
     )
     assert ratio >= 0.95, ratio
     assert track["retransmitted"] > 0 and end_host["retransmitted"] > 0  # both legs repaired by RTX
+    assert forwarded <= encoded  # the SFU sent no frame the host did not encode (the count is honest)
 
 
 async def _nacked(viewer: Any) -> bool:

@@ -14,7 +14,7 @@ import itertools
 from roomcast.sfu.simulcast import SimulcastConsumer
 from roomcast.wire.rtcp import GenericNack
 from roomcast.wire.rtp import RtpPacket
-from tests.sfu.simulcast_support import SUB_SSRC, Received, received, run, setup
+from tests.sfu.simulcast_support import SUB_SSRC, TID_PATTERN, Received, received, run, setup
 
 
 def consumer_of(router: object, owner: str = "sub0") -> SimulcastConsumer:
@@ -36,6 +36,11 @@ def assert_one_stream(got: list[Received]) -> None:
         assert b.ts != a.ts, (a, b)  # two pictures never share a timestamp
         step = (b.tl0 - a.tl0) & 0xFF
         assert step == (1 if b.tid == 0 else 0), (a, b)
+
+
+def source_tid(r: Received) -> int:
+    """The TID the publisher gave the frame: the subscriber sees every frame as TID 0 (sfu/temporal.py)."""
+    return 0 if r.keyframe_begin else TID_PATTERN[r.frame % 4]
 
 
 def switches(got: list[Received]) -> list[tuple[Received, Received]]:
@@ -110,7 +115,9 @@ def test_dropping_temporal_layers_halves_the_frame_rate_and_keeps_picture_ids_co
     rates = [len({r.frame for r in w if r.begin}) / 2.0 for w in windows]
     assert rates[0] == 15.0 and rates[1] == 7.5  # TL0+TL1 at 15 fps, TL0 alone at 7.5 fps
     assert 28.0 <= rates[2] <= 30.0  # back to 30 fps once the TL1 and TL2 layer sync frames came
-    assert max(r.tid for r in windows[0]) == 1 and max(r.tid for r in windows[1]) == 0
+    tids = [{source_tid(r) for r in w if r.begin} for w in windows]
+    assert max(tids[0]) == 1 and max(tids[1]) == 0 and max(tids[2]) == 2
+    assert {r.tid for r in got} == {0}  # shown as one temporal layer, whatever the SFU forwards of them
     assert switches(got)[-1][1].frame == 0  # no spatial switch: the frame rate went first
     assert_one_stream(got)
     assert consumer_of(router).temporal_dropped > 0
@@ -123,9 +130,9 @@ def test_a_higher_temporal_layer_starts_only_at_a_layer_sync_frame() -> None:
     start = len(downs[0].rtp)
     router.set_target_layer("sub0", sid, 2, 2)
     run(router, publisher, 1.0)
-    added = [r for r in received(downs[0].rtp[start:]) if r.begin and r.tid > 0]
-    first_tl1 = next(r for r in added if r.tid == 1)
-    first_tl2 = next(r for r in added if r.tid == 2)
+    added = [r for r in received(downs[0].rtp[start:]) if r.begin and source_tid(r) > 0]
+    first_tl1 = next(r for r in added if source_tid(r) == 1)
+    first_tl2 = next(r for r in added if source_tid(r) == 2)
     assert first_tl1.frame % 4 == 2  # TL1 frames with the Y bit are the ones right after TL0
     assert first_tl2.frame % 4 == 1 and first_tl2.frame > first_tl1.frame  # one TID at a time
     assert_one_stream(received(downs[0].rtp))

@@ -16,6 +16,10 @@ The ideas are mediasoup's ``SimulcastConsumer`` and LiveKit's ``Forwarder`` (rea
   threshold does not flap.
 - Packets arriving late (reordered, or repaired upstream by RTX) go into the sequence number slot kept
   for them when the gap was seen; one of a dropped frame becomes padding in its slot (no hole left).
+- The subscriber sees VP8 as one temporal layer (TID 0, TL0PICIDX +1 per frame) while TL1 is forwarded,
+  so it waits for a repaired frame instead of decoding past it, unless repairs stop coming
+  (:mod:`roomcast.sfu.temporal`); forwarding TL0 alone, frames lost whole within one base-layer period
+  take no picture ID (they were above it).
 
 The per-packet work is attribute reads of facts the layer parsed once (:class:`~roomcast.sfu.producer.Layer`)
 and, only when the VP8 fields change value, one patch of a reused buffer.
@@ -23,28 +27,25 @@ and, only when the VP8 fields change value, one patch of a reused buffer.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Sequence
 
 from roomcast.sfu.consumer import _SEQ_TS, Consumer
 from roomcast.sfu.producer import MAX_TEMPORAL, Layer
 from roomcast.sfu.selector import LayerSelector
-from roomcast.wire import vp8
-from roomcast.wire.rtp import header_length
+from roomcast.sfu.simulcast_late import PATCHED, PIC_SLOTS, LatePackets
+from roomcast.sfu.temporal import SINGLE_TEMPORAL, TemporalView
+from roomcast.sfu.timeline import continued_timestamp
 
 KEYFRAME_RETRY_MIN = 0.5
 KEYFRAME_RETRY_MAX = 4.0
 MAX_GAP = 512  # a bigger sequence jump is a discontinuity, not loss: no slots are kept for it
-_GAPS = 16  # gaps remembered (a ring): each costs O(1) to keep, whatever its length
-_PIC_MASK = 63
-_PATCHED = 1 << 55
-_PADDING = struct.pack("!BBHII", 0xA0, 0, 0, 0, 0) + b"\x00\x00\x00\x04"  # RFC 3550 §5.1: padding only
+_PIC_MASK = PIC_SLOTS - 1
 
 KeyframeRequest = Callable[[int, bool], None]
 """``(layer index, force)``: ask the publisher for a keyframe on that layer (through its throttle)."""
 
 
-class SimulcastConsumer(Consumer):
+class SimulcastConsumer(LatePackets):
     """One subscriber's view of a simulcast producer (``layers``, lowest resolution first)."""
 
     __slots__ = (
@@ -54,18 +55,12 @@ class SimulcastConsumer(Consumer):
         "frame_out_pic",
         "frame_out_tl0",
         "frame_pic",
-        "gap_filled",
-        "gap_next",
-        "gap_pic_offset",
-        "gap_seq_offset",
-        "gap_size",
-        "gap_start",
+        "frame_tl0",
         "gen",
         "in_seq",
         "keyframe_requests",
         "last_out_pic",
         "last_out_tl0",
-        "late_dropped",
         "layers",
         "max_spatial",
         "next_request_at",
@@ -73,10 +68,12 @@ class SimulcastConsumer(Consumer):
         "pic_offset",
         "pic_out",
         "pic_tag",
+        "pic_view",
         "request_keyframe",
         "retry",
         "scratch",
         "selector",
+        "single",
         "spatial_goal",
         "switches",
         "target_spatial",
@@ -84,10 +81,12 @@ class SimulcastConsumer(Consumer):
         "temporal",
         "temporal_dropped",
         "tl0_offset",
+        "tl0_shift",
+        "view",
     )
 
     def __init__(self, *, layers: Sequence[Layer], request_keyframe: KeyframeRequest, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.layers: Sequence[Layer] = layers
         self.request_keyframe = request_keyframe
         self.target_spatial = len(layers) - 1
@@ -102,25 +101,20 @@ class SimulcastConsumer(Consumer):
         self.switches = 0
         self.keyframe_requests = 0
         self.temporal_dropped = 0
-        self.late_dropped = 0
         self.gen = 0  # bumped at each switch: picture slots kept for one layer mean nothing for the next
         self.in_seq = 0
-        # gaps in the current layer's sequence numbers: first missing seq, how many, the offsets then in
-        # force, and which of them have arrived since (a bit each); size 0 = a free entry
-        self.gap_start = [0] * _GAPS
-        self.gap_size = [0] * _GAPS
-        self.gap_seq_offset = [0] * _GAPS
-        self.gap_pic_offset = [0] * _GAPS
-        self.gap_filled = [0] * _GAPS
-        self.gap_next = 0
-        self.frame_pic = -1
+        self.frame_pic = self.frame_tl0 = -1
         self.frame_dropped = False
         self.frame_bits = self.frame_out_pic = 0
         self.frame_out_tl0 = -1
         self.pic_offset = self.tl0_offset = 0
+        self.view = TemporalView()  # VP8 goes out as one temporal layer, mostly (sfu/temporal.py)
+        self.single = True  # it does now: each frame's TL0PICIDX is then its picture ID plus tl0_shift
+        self.tl0_shift = 0
         self.last_out_pic = self.last_out_tl0 = -1
         self.pic_tag = [-1] * (_PIC_MASK + 1)
         self.pic_out = [0] * (_PIC_MASK + 1)
+        self.pic_view = [-1] * (_PIC_MASK + 1)  # its TL0PICIDX as sent (-1: none), 0x100 if shown as TID 0
         self.scratch = bytearray(1500)
         self.selector = LayerSelector()
 
@@ -203,7 +197,20 @@ class SimulcastConsumer(Consumer):
             "keyframe_requests": self.keyframe_requests,
             "temporal_dropped": self.temporal_dropped,
             "late_dropped": self.late_dropped,
+            "single_temporal": int(self.single),
+            "frames": self.frames_sent,
+            "stuck": self.view.stuck,
         }
+
+    def retransmit(self, seqs: list[int]) -> int:
+        """Answer a NACK; if the subscriber waits for a packet that is not coming, a keyframe ends the wait
+        (:meth:`TemporalView.waiting_for_nothing`; the time is that of our latest packet)."""
+        sent = super().retransmit(seqs)
+        stuck = sent < len(seqs) and self.single and self.view.waiting_for_nothing(self.ring, seqs, self.last_sent_at)
+        if stuck and self.current >= 0:
+            self.keyframe_requests += 1
+            self.request_keyframe(self.current, False)
+        return sent
 
     def _goal(self, now: float) -> int:
         target = self.target_spatial
@@ -269,7 +276,7 @@ class SimulcastConsumer(Consumer):
         pic = layer.picture_id
         if pic >= 0:
             if pic != self.frame_pic:
-                self._new_frame(layer, pic)
+                self._new_frame(layer, pic, now)
             if self.frame_dropped:
                 self.seq_offset = (self.seq_offset - 1) & 0xFFFF
                 self.temporal_dropped += 1
@@ -301,6 +308,8 @@ class SimulcastConsumer(Consumer):
                 out[pos] = out_pic & 0x7F
             if self.frame_out_tl0 >= 0:
                 out[layer.tl0picidx_pos] = self.frame_out_tl0
+                if bits & SINGLE_TEMPORAL:
+                    out[layer.tl0picidx_pos + 1] &= 0x1F  # TID 0, no Y (KEYIDX kept)
             if self.send_rewritten is not None:
                 self.send_rewritten(out, b1, out_seq, out_ts, self.ssrc)
             else:
@@ -310,10 +319,15 @@ class SimulcastConsumer(Consumer):
         else:
             self.send(self._rewrite(pkt, b1, out_seq, out_ts))
 
-    def _new_frame(self, layer: Layer, pic: int) -> None:
-        """A frame begins (in order): forward or drop it, and what its VP8 fields become."""
-        self.frame_pic = pic
+    def _new_frame(self, layer: Layer, pic: int, now: float) -> None:
+        """A frame begins (in order): forward or drop it, and what its VP8 fields become (once per frame
+        per subscriber: the common case is a few attribute reads, no call)."""
         dropped = self.frame_dropped = self._drop_frame(layer)
+        tl0 = layer.tl0picidx
+        if self.temporal == 0:
+            self._drop_lost_above_base(pic, tl0, layer.tid)
+        self.frame_pic = pic
+        self.frame_tl0 = tl0
         slot = pic & _PIC_MASK
         self.pic_tag[slot] = (self.gen << 15) | pic
         if dropped:
@@ -321,11 +335,62 @@ class SimulcastConsumer(Consumer):
             self.pic_offset = (self.pic_offset - 1) & 0x7FFF
             return
         out = self.pic_out[slot] = self.frame_out_pic = self.last_out_pic = (pic + self.pic_offset) & 0x7FFF
-        tl0 = layer.tl0picidx
-        out_tl0 = self.frame_out_tl0 = (tl0 + self.tl0_offset) & 0xFF if tl0 >= 0 else -1
-        if tl0 >= 0:
+        self.frames_sent += 1
+        single = 0
+        if tl0 < 0:
+            out_tl0 = view = -1
+        else:
+            tid = layer.tid
+            if tid >= 0:
+                temporal = self.temporal
+                wanted = self.view.allowed and (temporal >= 1 or layer.max_tid <= temporal)
+                if wanted is not self.single or layer.keyframe:
+                    self._choose_view(layer, out, now)
+            if self.single and tid >= 0:
+                out_tl0 = (out + self.tl0_shift) & 0xFF
+                view = out_tl0 | 0x100
+                if tid or layer.layer_sync:
+                    single = SINGLE_TEMPORAL
+            else:
+                out_tl0 = view = (tl0 + self.tl0_offset) & 0xFF
             self.last_out_tl0 = out_tl0
-        self.frame_bits = _PATCHED | (out << 32) | ((out_tl0 & 0xFF) << 47) if out != pic or out_tl0 != tl0 else 0
+        self.frame_out_tl0 = out_tl0
+        self.pic_view[slot] = view
+        patch = out != pic or out_tl0 != tl0 or single
+        self.frame_bits = PATCHED | single | (out << 32) | ((out_tl0 & 0xFF) << 47) if patch else 0
+
+    def _choose_view(self, layer: Layer, out_pic: int, now: float) -> None:
+        """One temporal layer while TL1 is forwarded (or all there are): then every frame sent, a TL2 frame
+        first seen late too, needs only frames the subscriber got (a libwebrtc TL2 frame refers to TL0, TL1
+        and the keyframe, and no frame refers to it). Chosen again at keyframes, ended at a TL0 frame;
+        TL0PICIDX continues +1 at every change (RFC 7741 §4.2)."""
+        key = layer.keyframe
+        allowed = self.view.at_keyframe(now) if key else self.view.allowed
+        want = allowed and self.temporal >= min(1, layer.max_tid)
+        if (want == self.single and not key) or (not want and layer.tid):
+            return
+        last = self.last_out_tl0
+        if want:
+            self.tl0_shift = ((last + 1 if last >= 0 else layer.tl0picidx) - out_pic) & 0xFF
+        elif last >= 0:
+            self.tl0_offset = (last + 1 - layer.tl0picidx) & 0xFF
+        self.single = want
+
+    def _drop_lost_above_base(self, pic: int, tl0: int, tid: int) -> None:
+        """Forwarding TL0 alone: frames lost whole between the last one seen and this one (``pic``), within
+        one base-layer period (TL0PICIDX), are above the base layer: they take no picture ID, and their
+        repairs become padding (else the subscriber would see a picture ID it is never sent)."""
+        prev, prev_tl0 = self.frame_pic, self.frame_tl0
+        lost = (pic - prev - 1) & 0x7FFF
+        if not 0 < lost < PIC_SLOTS or prev < 0 or prev_tl0 < 0:
+            return
+        if tl0 != prev_tl0 and (tl0 != (prev_tl0 + 1) & 0xFF or tid != 0):
+            return  # a TL0 frame may be among them: they keep their picture IDs, their repairs go out
+        for i in range(1, lost + 1):
+            p = (prev + i) & 0x7FFF
+            self.pic_tag[p & _PIC_MASK] = (self.gen << 15) | p
+            self.pic_out[p & _PIC_MASK] = -1
+        self.pic_offset = (self.pic_offset - lost) & 0x7FFF
 
     def _drop_frame(self, layer: Layer) -> bool:
         """Temporal layer decision at a frame's first packet: down at once, up at a layer sync frame."""
@@ -342,92 +407,6 @@ class SimulcastConsumer(Consumer):
             return False
         return True
 
-    def _keep_gap(self, delta: int) -> None:
-        """The ``delta - 1`` sequence numbers after ``in_seq`` are missing: keep their slots (one entry)."""
-        k = self.gap_next
-        self.gap_next = (k + 1) % _GAPS
-        self.gap_start[k] = (self.in_seq + 1) & 0xFFFF
-        self.gap_size[k] = delta - 1
-        self.gap_seq_offset[k] = self.seq_offset
-        self.gap_pic_offset[k] = self.pic_offset
-        self.gap_filled[k] = 0
-
-    def _late(self, pkt: bytes, layer: Layer, seq: int, ts: int, now: float) -> None:
-        for k in range(_GAPS):
-            i = (seq - self.gap_start[k]) & 0xFFFF
-            if i < self.gap_size[k] and not self.gap_filled[k] >> i & 1:
-                break
-        else:
-            self.late_dropped += 1  # a duplicate, or older than the switch to this layer
-            return
-        self.gap_filled[k] |= 1 << i
-        out_seq = (seq + self.gap_seq_offset[k]) & 0xFFFF
-        pic = layer.picture_id
-        out_pic = -1
-        if pic >= 0:
-            slot = pic & _PIC_MASK
-            if self.pic_tag[slot] == (self.gen << 15) | pic:
-                out_pic = self.pic_out[slot]
-                if out_pic < 0:  # its frame was dropped: padding keeps the sequence without a hole
-                    self._emit(bytes([0xA0, pkt[1] & 0x7F]) + pkt[2:8] + _PADDING[8:], layer, out_seq, -1, ts, now)
-                    return
-            else:
-                out_pic = (pic + self.gap_pic_offset[k]) & 0x7FFF  # a frame we never saw: where it belonged
-        self._emit(pkt, layer, out_seq, out_pic, ts, now)
-
-    def _emit(self, pkt: bytes, layer: Layer, out_seq: int, out_pic: int, ts: int, now: float) -> None:
-        out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
-        b1 = pkt[1]
-        mapped = self.pt_map.get(b1 & 0x7F)
-        if mapped is not None:
-            b1 = (b1 & 0x80) | mapped
-        stamp = out_ts
-        patch = False
-        out_tl0 = -1
-        if out_pic >= 0:
-            tl0 = layer.tl0picidx
-            out_tl0 = (tl0 + self.tl0_offset) & 0xFF if tl0 >= 0 else -1
-            patch = out_pic != layer.picture_id or out_tl0 != tl0
-            if patch:
-                stamp |= _PATCHED | (out_pic << 32) | ((out_tl0 & 0xFF) << 47)
-        self.ring.store(out_seq, pkt, stamp)
-        if self.last_out_seq is None or ((out_seq - self.last_out_seq) & 0xFFFF) < 0x8000:
-            self.last_out_seq = out_seq
-            self.last_out_ts = out_ts
-            self.last_sent_at = now
-        self.packets_sent += 1
-        self.bytes_sent += len(pkt)
-        if patch:
-            buf = self.scratch
-            buf[:] = pkt
-            pos = layer.picture_id_pos  # vp8.write_picture_id / write_tl0picidx, inlined
-            if buf[pos] & 0x80:
-                buf[pos] = 0x80 | (out_pic >> 8)
-                buf[pos + 1] = out_pic & 0xFF
-            else:
-                buf[pos] = out_pic & 0x7F
-            if out_tl0 >= 0:
-                buf[layer.tl0picidx_pos] = out_tl0
-            if self.send_rewritten is not None:
-                self.send_rewritten(buf, b1, out_seq, out_ts, self.ssrc)
-            else:
-                self.send(self._rewrite(buf, b1, out_seq, out_ts))
-        elif self.send_rewritten is not None:
-            self.send_rewritten(pkt, b1, out_seq, out_ts, self.ssrc)
-        else:
-            self.send(self._rewrite(pkt, b1, out_seq, out_ts))
-
-    def _patch_payload(self, pkt: bytearray, stamp: int) -> None:
-        """A retransmission carries the picture ID and TL0PICIDX its first sending had."""
-        pos = header_length(pkt)
-        if pos < 0:
-            return
-        d = vp8.read_descriptor(pkt, pos)
-        if d[vp8.PICTURE_ID_POS] >= 0:
-            vp8.write_picture_id(pkt, d[vp8.PICTURE_ID_POS], (stamp >> 32) & 0x7FFF)
-        if d[vp8.TL0PICIDX_POS] >= 0:
-            vp8.write_tl0picidx(pkt, d[vp8.TL0PICIDX_POS], (stamp >> 47) & 0xFF)
-
     def _switch(self, layer: Layer, pkt: bytes, now: float) -> None:
         """Make ``layer`` (at its keyframe ``pkt``) the one forwarded, continuing every counter."""
         seq = (pkt[2] << 8) | pkt[3]
@@ -436,7 +415,10 @@ class SimulcastConsumer(Consumer):
             self.seq_offset = self.ts_offset = 0
         else:
             self.seq_offset = (self.last_out_seq + 1 - seq) & 0xFFFF
-            self.ts_offset = (self._continued_timestamp(layer, ts, now) - ts) & 0xFFFFFFFF
+            old = self.layers[self.current] if self.current >= 0 else None
+            elapsed = now - self.last_sent_at
+            out = continued_timestamp(old, layer, ts, self.last_out_ts, self.ts_offset, self.clock_rate, elapsed)
+            self.ts_offset = (out - ts) & 0xFFFFFFFF
         pic, tl0 = layer.picture_id, layer.tl0picidx
         self.pic_offset = (self.last_out_pic + 1 - pic) & 0x7FFF if pic >= 0 and self.last_out_pic >= 0 else 0
         self.tl0_offset = (self.last_out_tl0 + 1 - tl0) & 0xFF if tl0 >= 0 and self.last_out_tl0 >= 0 else 0
@@ -445,41 +427,15 @@ class SimulcastConsumer(Consumer):
         self.current = layer.index
         self.source_ssrc = layer.ssrc
         self.gen = (self.gen + 1) & 0xFFFF
-        self.gap_size = [0] * _GAPS  # gaps of the old layer are nothing to the new one
+        self.forget_gaps()
         self.in_seq = (seq - 1) & 0xFFFF
-        self.frame_pic = -1
+        self.frame_pic = self.frame_tl0 = -1
         self.temporal = self.target_temporal  # a keyframe is a sync point for every temporal layer
         if self.pending == layer.index:
             self.pending = -1
             self.next_request_at = float("inf")
         self._register()
 
-    def _continued_timestamp(self, layer: Layer, ts: int, now: float) -> int:
-        """Output timestamp for the new layer's first packet: its capture time on the old layer's
-        timeline through both sender reports (RFC 3550 §6.4.1), else the wall time since the last packet;
-        always after the last one sent."""
-        last = self.last_out_ts
-        clock = self.clock_rate
-        old = self.layers[self.current] if self.current >= 0 else None
-        out = -1
-        if old is not None and old.sr_ntp and layer.sr_ntp:
-            captured = layer.sr_ntp / 2**32 + _signed32(ts - layer.sr_rtp) / clock
-            old_ts = old.sr_rtp + round((captured - old.sr_ntp / 2**32) * clock)
-            out = (old_ts + self.ts_offset) & 0xFFFFFFFF
-            ahead = (out - last) & 0xFFFFFFFF
-            if ahead >= 0x80000000 or ahead > 10 * clock:
-                out = -1  # behind the last packet, or implausibly far: fall back
-        if out < 0:
-            out = (last + max(1, int((now - self.last_sent_at) * clock))) & 0xFFFFFFFF
-        elif out == last:
-            out = (last + 1) & 0xFFFFFFFF
-        return out
-
 
 def _no_request(index: int, force: bool) -> None:
     """A detached consumer asks for nothing."""
-
-
-def _signed32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - 0x100000000 if value >= 0x80000000 else value
