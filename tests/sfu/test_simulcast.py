@@ -58,6 +58,21 @@ def test_layers_learn_their_ssrcs_from_the_rid_extension() -> None:
     assert router.counters["unknown_ssrc"] == 0 and router.counters["rtx_recovered"] == 1
 
 
+def test_padding_probes_on_a_layers_rtx_stream_are_padding_not_malformed() -> None:
+    """libwebrtc probes bandwidth with RTX packets of padding alone (no original sequence number): counted as
+    such, while an RTX packet whose padding runs past its payload is malformed."""
+    router, publisher, _downs, _sid = setup()
+    run(router, publisher, 0.5)
+    publisher.resend(1, publisher.layers[1].seq)  # the layer's RTX SSRC is known
+    probe = RtpPacket(97, 7, 0, 0x2001, b"", padding=224).serialize()  # RTPSender::GeneratePadding
+    lying = bytearray(RtpPacket(97, 8, 0, 0x2001, b"\x00\x01", padding=4).serialize())
+    lying[-1] = 40  # more padding than the packet has
+    for packet in (probe, probe, bytes(lying)):
+        publisher.transport.on_rtp(packet)  # type: ignore[operator]
+    assert router.counters["rtx_padding_dropped"] == 2 and router.counters["rtx_malformed"] == 1
+    assert router.counters["rtx_recovered"] == 1  # nothing forwarded for them
+
+
 def test_switches_happen_only_at_keyframes_and_the_stream_stays_continuous() -> None:
     router, publisher, downs, sid = setup()
     run(router, publisher, 1.0)

@@ -279,8 +279,10 @@ class Router:
             self.counters["rtx_before_media"] += 1
             return
         media_pt = next((pt for pt, r in layer.producer.rtx.items() if r == pkt[1] & 0x7F), None)
-        if media_pt is None or header_length(pkt) + 2 > len(pkt):
-            self.counters["rtx_padding_dropped"] += 1  # bandwidth probes carry no payload
+        header = header_length(pkt)
+        end = len(pkt) - (pkt[-1] if pkt[0] & 0x20 else 0)  # RFC 3550 §5.1: the padding is no payload
+        if media_pt is None or header <= end < header + 2:
+            self.counters["rtx_padding_dropped"] += 1  # a bandwidth probe: padding, no original to repair
             return
         try:
             original = unwrap_rtx(pkt, layer.ssrc, media_pt)
