@@ -6,7 +6,9 @@ goes into its slot, so the subscriber sees no hole. A late packet of a frame the
 temporal layer it does not forward) becomes padding in its slot. One of a frame never seen in order
 goes out with the picture ID it would have had, shown as the frames are now (one temporal layer or not,
 :mod:`roomcast.sfu.temporal`), as LiveKit's VP8 munger does: which layer a lost frame was on is unknown
-until it arrives, and a picture ID left out would make a receiver wait for it.
+until it arrives, and a picture ID left out would make a receiver wait for it. Only while TL0 alone is
+forwarded does a TL1/TL2 frame first seen late become padding: its TL2 frames would need TL1 frames the
+subscriber never got, and a TL0 chain does not wait for picture IDs in between.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class LatePackets(Consumer):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.late_dropped = 0
-        self.frames_sent = 0  # frames sent for the subscriber to decode (not those only filling numbering)
+        self.frames_sent = 0  # frames sent to the subscriber (each with a picture ID of its own)
         # gaps in the current layer's sequence numbers: first missing seq, how many, the offsets then in
         # force, and which of them have arrived since (a bit each); size 0 = a free entry
         self.gap_start = [0] * GAPS
