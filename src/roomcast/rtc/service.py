@@ -451,7 +451,7 @@ class MediaService:
         for producer in router.producers.values():
             if producer.owner == owner and producer.track_id in context.track_sizes:
                 self.capture_heights[producer.sid] = context.track_sizes[producer.track_id][1]
-        live = router.producers.keys() | {p for r in self.routers.values() for p in r.producers}
+        live = {sid for r in self.routers.values() for sid in r.producers}  # this router is one of them
         for sid in [sid for sid in self.capture_heights if sid not in live]:
             del self.capture_heights[sid]
 

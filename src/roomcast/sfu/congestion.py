@@ -7,9 +7,10 @@ Two halves, one per direction of a participant's media:
   goog_cc) works: its simulcast layers come up as fast as its uplink allows.
 - :class:`SubscriberEstimate`: we send. Each forwarded packet gets this subscriber transport's own
   transport-wide sequence number (rewritten in place, see ``WebRtcTransport.send_rtp_rewritten``); the
-  subscriber's feedback drives a GCC estimator (:mod:`roomcast.proto.bwe`), and :meth:`allocate` spends the
-  estimate on its tracks: audio first, then video, each simulcast track on the best layer that fits
-  (the consumer's selector keeps hysteresis), the rest dropping to their lowest layer.
+  subscriber's feedback (transport-cc, else its REMB) drives an estimator (:mod:`roomcast.proto.bwe`), and
+  :meth:`allocate` spends the estimate on its tracks: audio and single-layer video take what they use, the
+  rest is shared equally by the simulcast tracks, each on the best layer its share buys (the consumer's
+  selector keeps hysteresis).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ CONGESTED_HEADROOM = 1.25
 UNLIMITED = 1e12  # an uncongested path: every layer may be tried (the way up is to try; a drop brings it back)
 # (track sid, kind, source, its bitrate now, a setter of its layer budget, None for a track without layers)
 Allocation = tuple[str, str, str, float, Callable[[float], object] | None]
-SCREEN_FIRST = {"screen": 0, "camera": 1}
 
 
 class PublisherFeedback:
@@ -123,13 +123,12 @@ class SubscriberEstimate:
         self.peak = max(self.target, self.peak * PEAK_DECAY)
         budget = float(self.target) * CONGESTED_HEADROOM if self.congested(now) else UNLIMITED
         layered = []
-        for sid, kind, source, bitrate, set_budget in tracks:
+        for _sid, kind, _source, bitrate, set_budget in tracks:
             if kind == "audio" or set_budget is None:
                 budget -= bitrate  # audio and single-layer video take what they take
             else:
-                layered.append((SCREEN_FIRST.get(source, 2), sid, set_budget))
-        layered.sort(key=lambda t: (t[0], t[1]))
+                layered.append(set_budget)
         share = max(budget, 0.0) / len(layered) if layered else 0.0
-        for _, _, set_budget in layered:
+        for set_budget in layered:
             set_budget(share)
         return True

@@ -49,6 +49,11 @@ NACK_INTERVAL = 0.02
 REPORT_INTERVAL = 1.0
 
 
+
+def _twcc_ext_id(negotiated: NegotiatedAnswer) -> int:
+    """The transport-wide sequence number extension's id in this answer (0: not negotiated)."""
+    return next((m.extensions[TWCC_URI] for m in negotiated.media if TWCC_URI in m.extensions), 0)
+
 @dataclass(eq=False)
 class ParticipantMedia:
     owner: str
@@ -139,7 +144,7 @@ class Router:
 
         ``metadata`` maps the offer's msid track ids to (source, name)."""
         media.publisher = transport
-        twcc_id = next((m.extensions[TWCC_URI] for m in negotiated.media if TWCC_URI in m.extensions), 0)
+        twcc_id = _twcc_ext_id(negotiated)
         media.twcc_ext_id = twcc_id
         if twcc_id and self.publisher_feedback:
             if media.publisher_feedback is None or media.publisher_feedback.ext_id != twcc_id:
@@ -390,7 +395,7 @@ class Router:
                 consumer.send, consumer.send_rewritten = transport.send_rtp, transport.send_rtp_rewritten
                 consumer.send_rtcp = transport.send_rtcp
         media.subscriber = transport
-        twcc_id = next((m.extensions[TWCC_URI] for m in negotiated.media if TWCC_URI in m.extensions), 0)
+        twcc_id = _twcc_ext_id(negotiated)
         if media.estimate is None or isinstance(media.estimate.estimator, GccEstimator) != bool(twcc_id):
             media.estimate = SubscriberEstimate(transport_cc=bool(twcc_id))
         if twcc_id:
