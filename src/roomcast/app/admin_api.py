@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from roomcast.app.config import Config
+from roomcast.errors import http_status
 from roomcast.rooms.manager import Room, RoomError, RoomManager
 from roomcast.rooms.tokens import (
     AccessToken,
@@ -43,19 +44,6 @@ from roomcast.signaling.session import participant_info
 
 MAX_BODY = 16 * 1024
 DELEGATE_MAX_TTL = 24 * 3600.0
-_STATUS = {
-    "body_timeout": 408,
-    "body_too_large": 413,
-    "unsupported_media_type": 415,
-    "permission_denied": 403,
-    "room_not_found": 404,
-    "participant_not_found": 404,
-    "room_exists": 409,
-    "too_many_rooms": 429,
-    "invalid_room": 400,
-}
-
-
 class CreateRoom(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     max_participants: int | None = None
@@ -163,7 +151,7 @@ class AdminApi:
             try:
                 return await handler(request, caller)
             except RoomError as exc:
-                response = error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+                response = error(http_status(exc.code), exc.code, exc.message)
                 if exc.code in ("body_too_large", "body_timeout"):
                     response.headers["connection"] = "close"  # do not read (or keep) the rest of the upload
                 return response

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from roomcast.errors import CodedError
 from roomcast.rooms.tokens import Grants
 
 # (identity, topic, room_admin, now) -> None, or (error code, reason): the apps' data rules (apps/rules.py),
@@ -26,13 +27,8 @@ class PublishedTrack:
     track_id: str = ""
 
 
-class RoomError(Exception):
+class RoomError(CodedError):
     """A refused room operation; ``code`` is stable and sent to clients."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # --------------------------------------------------------------------------- events

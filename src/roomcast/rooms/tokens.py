@@ -18,6 +18,8 @@ from typing import Any
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from roomcast.errors import CodedError
+
 # The dev pair (devkey/devsecret) is short by design and announced loudly at start; production secrets are
 # checked for length in the configuration instead of warning on every token.
 warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
@@ -31,13 +33,8 @@ _ROOM = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
-class TokenError(ValueError):
+class TokenError(CodedError, ValueError):
     """A refused token; ``code`` is the reason sent to the client."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from roomcast.errors import CodedError
 from roomcast.rooms.model import PublishedTrack
 
 SERVER_TARGETS = frozenset({"$echo", "$publish", "$subscribe", "$data"})
@@ -42,13 +43,8 @@ class TrackSettings:
     enabled: bool = True
 
 
-class MediaError(Exception):
+class MediaError(CodedError):
     """A refused offer; ``code`` goes to the client in an ``error`` message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class MediaBackend(Protocol):

@@ -24,6 +24,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from roomcast.errors import CodedError
 from roomcast.proto.dtls import DtlsCertificate
 from roomcast.proto.feedback import RtxRing
 from roomcast.proto.sctp import AssociationEstablished, ChannelOpened, MessageReceived, SctpAssociation
@@ -46,10 +47,11 @@ RETRANSMIT_HISTORY = 512  # packets per track kept for NACKs: about 3 s of 1.5 M
 FrameCallback = Callable[[Frame], None]
 
 
-class RoomcastError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
+class RoomcastError(CodedError):
+    """A refusal from the server (its ``error`` message) or a failure in the client, by registry code."""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class MediaConnection(asyncio.DatagramProtocol):

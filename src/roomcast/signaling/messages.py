@@ -12,6 +12,8 @@ from typing import Literal
 
 import msgspec
 
+from roomcast.errors import CodedError
+
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
@@ -19,13 +21,8 @@ MAX_SDP_BYTES = 60 * 1024
 MAX_DATA_PAYLOAD = 48 * 1024
 
 
-class SchemaError(ValueError):
+class SchemaError(CodedError, ValueError):
     """A message that cannot be accepted; ``code`` is sent back in the typed ``error`` message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=False, kw_only=True):
