@@ -19,7 +19,7 @@ import secrets
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -37,6 +37,7 @@ from roomcast.proto.webrtc import (
 )
 from roomcast.sdk.frames import CODECS, Frame, FrameAssembler
 from roomcast.sdk.offer import PAYLOAD_TYPES, VIDEO_CODECS, OfferedTrack, client_offer
+from roomcast.signaling import messages as schema
 from roomcast.wire import ParseError
 from roomcast.wire.envelope import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
 from roomcast.wire.rtcp import Fir, GenericNack, Pli, parse_compound
@@ -306,11 +307,18 @@ class Room:
         self._emit("disconnected", {"code": self.ws.close_code})
 
     async def _negotiate(
-        self, target: str, offered: list[OfferedTrack], sctp: SctpAssociation | None = None, **extra: Any
+        self,
+        target: str,
+        offered: list[OfferedTrack],
+        sctp: SctpAssociation | None = None,
+        *,
+        tracks: list[schema.TrackMeta] | None = None,
+        subscriptions: dict[str, str] | None = None,
     ) -> tuple[MediaConnection, SessionDescription]:
         ufrag, pwd = new_ice_credentials()
         sdp = client_offer(offered, ufrag, pwd, self.certificate.fingerprint[1], stream_id=self.identity)
-        await self.ws.send(json.dumps({"type": "offer", "v": 1, "to": target, "sdp": sdp, **extra}))
+        offer = schema.Offer(to=target, sdp=sdp, tracks=tracks, subscriptions=subscriptions)
+        await self.ws.send(schema.encode_text(offer))
         reply = await asyncio.wait_for(self._answers.get(), 10)
         if reply["type"] == "error":
             raise RoomcastError(reply["code"], reply["message"])
@@ -351,7 +359,7 @@ class Room:
             )
             for kind in kinds
         ]
-        meta = [{"track_id": t.track_id, "source": "camera" if t.kind == "video" else "microphone"} for t in tracks]
+        meta = [schema.TrackMeta(track_id=t.track_id, source=_source(t.kind)) for t in tracks]
         conn, _ = await self._negotiate("$publish", tracks, tracks=meta)
         return Publication(conn, tracks, video_codec)
 
@@ -465,11 +473,15 @@ class Room:
 
     async def close(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
-            await self.ws.send(json.dumps({"type": "leave", "v": 1}))
+            await self.ws.send(schema.encode_text(schema.Leave()))
         for conn in self.connections:
             conn.close()
         await self.ws.close()
         self._reader.cancel()
+
+
+def _source(kind: str) -> Literal["camera", "microphone"]:
+    return "camera" if kind == "video" else "microphone"
 
 
 def _ssrc() -> int:
@@ -479,7 +491,7 @@ def _ssrc() -> int:
 async def connect(url: str, token: str, *, host: str = "127.0.0.1") -> Room:
     base = url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
     ws = await websockets.connect(f"{base}/rtc?access_token={token}", max_size=2**20)
-    await ws.send(json.dumps({"type": "join", "v": 1}))
+    await ws.send(schema.encode_text(schema.Join()))
     joined = json.loads(await ws.recv())
     if joined["type"] == "error":
         await ws.close()
