@@ -34,6 +34,7 @@ class ServerProcess:
         """``nofile``: (soft, hard) ``RLIMIT_NOFILE`` for the server process, to make exhaustion tests cheap."""
         self.port = free_port()
         self.media_port = free_port(socket.SOCK_DGRAM)
+        self.media_tcp_port = free_port()  # never the default 7881: servers of one namespace run side by side
         self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.ws_base = f"{'wss' if tls else 'ws'}://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"roomcast-{self.port}.log"
@@ -52,6 +53,7 @@ class ServerProcess:
                 str(self.port),
                 "--media-port",
                 str(self.media_port),
+                *([] if "--media-tcp-port" in (args or []) else ["--media-tcp-port", str(self.media_tcp_port)]),
                 *(args or []),
             ],
             stdout=self._log,

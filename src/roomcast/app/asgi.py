@@ -45,6 +45,7 @@ from roomcast.rooms.resume import ResumeRegistry
 from roomcast.rtc.service import MediaService, start_media
 from roomcast.runtime.driver import TimerDriver
 from roomcast.runtime.memory import trim_after_departures
+from roomcast.runtime.tcp import TcpLimits
 from roomcast.signaling.messages import Error, IceServer
 from roomcast.signaling.session import SessionLimits, SignalingSession
 from roomcast.signaling.ws import serve_websocket
@@ -229,7 +230,14 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         # Media on every interface unless told otherwise: a browser on this machine reaches the server
         # through its LAN address (signaling can stay on loopback); only valid ICE checks are answered.
         media_host = config.media_host or ("0.0.0.0" if config.host in ("127.0.0.1", "localhost") else config.host)
-        app.state.media = await start_media(media_host, config.media_port, config.public_ip or None)
+        tcp_limits = TcpLimits(
+            max_per_ip=config.media_tcp_max_per_ip,
+            max_connections=config.media_tcp_max_connections,
+            handshake_timeout=config.media_tcp_handshake_timeout,
+        )
+        app.state.media = await start_media(
+            media_host, config.media_port, config.public_ip or None, config.media_tcp_port, tcp_limits
+        )
         metrics.watch_media(app.state.media)
         app.state.media.on_tracks_changed = manager.broadcast_tracks
         app.state.media.on_publisher_layers = lambda room, owner, track_id, rids: manager.tell_participant(
@@ -245,9 +253,10 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         drain.attach(asyncio.get_running_loop())
         admin.room_stats = app.state.media.room_stats
         log.info(
-            "media on udp %s:%d, candidates for %s",
+            "media on udp %s:%d, ICE-TCP %s, candidates for %s",
             media_host,
             app.state.media.candidate_port,
+            f"on tcp {media_host}:{app.state.media.tcp_port}" if app.state.media.tcp_port else "off",
             ", ".join(app.state.media.candidate_ips),
         )
         try:

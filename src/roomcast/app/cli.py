@@ -24,6 +24,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP/WebSocket port (default 7880)")
     p.add_argument("--media-port", type=int, dest="media_port", help="UDP port for all media (default 7882; 0 = any)")
+    p.add_argument(
+        "--media-tcp-port",
+        type=int,
+        dest="media_tcp_port",
+        help="TCP port for ICE over TCP, for clients whose UDP is blocked (default 7881; 0 = off)",
+    )
     p.add_argument("--public-ip", dest="public_ip", help="IP announced in ICE candidates (default: the bind address)")
     p.add_argument("--media-host", dest="media_host", help="address for the media UDP socket (default: all interfaces)")
     p.add_argument("--config", help="TOML config file (also ROOMCAST_CONFIG)")
@@ -162,6 +168,7 @@ def serve(args: argparse.Namespace) -> int:
             "host": args.host,
             "port": args.port,
             "media_port": args.media_port,
+            "media_tcp_port": args.media_tcp_port,
             "public_ip": args.public_ip,
             "media_host": args.media_host,
             "max_rooms": args.max_rooms,

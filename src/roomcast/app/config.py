@@ -23,6 +23,11 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 7880
     media_port: int = 7882
+    # ICE over TCP (RFC 6544 passive candidates, runtime/tcp.py) for clients whose UDP is blocked; 0 = off
+    media_tcp_port: int = 7881
+    media_tcp_max_per_ip: int = 16  # open ICE-TCP connections per source IP
+    media_tcp_max_connections: int = 1024  # open ICE-TCP connections in all
+    media_tcp_handshake_timeout: float = 10.0  # a connection without a validated STUN check by then is closed
     media_host: str = ""
     public_ip: str = ""
     api_key: str = ""
@@ -126,8 +131,17 @@ def load(
             f"ROOMCAST_API_SECRET is {len(config.api_secret.encode())} bytes; use at least {MIN_SECRET_BYTES} random "
             "bytes (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
-    if not (0 <= config.port <= 65535):
-        raise ConfigError(f"port {config.port} out of range")
+    for name in ("port", "media_port", "media_tcp_port"):
+        if not (0 <= getattr(config, name) <= 65535):
+            raise ConfigError(f"{name} {getattr(config, name)} out of range")
+    if (
+        config.media_tcp_max_per_ip < 1
+        or config.media_tcp_max_connections < 1
+        or config.media_tcp_handshake_timeout <= 0
+    ):
+        raise ConfigError(
+            "media_tcp_max_per_ip, media_tcp_max_connections and media_tcp_handshake_timeout must be positive"
+        )
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("give both --tls-cert and --tls-key, or neither")
     for path in (config.tls_cert, config.tls_key):

@@ -77,6 +77,7 @@ class AnswerParams:
     fingerprint: str  # sha-256, "AB:CD:..."
     candidates: list[tuple[str, int]]
     mode: Mode = "echo"
+    tcp_candidates: list[tuple[str, int]] = field(default_factory=list)  # ICE-TCP passive (RFC 6544)
     send_tracks: dict[str, SendTrack] = field(default_factory=dict)
     send_ssrcs: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     data_channels: bool = True
@@ -259,6 +260,14 @@ class _AnswerBuilder:
         for i, (host, port) in enumerate(self.params.candidates):
             priority = (126 << 24) | ((65535 - i) << 8) | 255  # RFC 8445 §5.1.2.1, host, component 1
             lines.append(("candidate", f"{i + 1} 1 udp {priority} {host} {port} typ host generation 0"))
+        first = len(self.params.candidates) + 1
+        for i, (host, port) in enumerate(self.params.tcp_candidates):
+            # RFC 6544 §4.2: local preference = 2^13 * direction-pref (4: passive host) + other-pref, below
+            # every UDP candidate's 65535, so a client that can use UDP does
+            local = (4 << 13) | (8191 - i)
+            priority = (126 << 24) | (local << 8) | 255
+            value = f"{first + i} 1 tcp {priority} {host} {port} typ host tcptype passive generation 0"
+            lines.append(("candidate", value))
         lines.append(("end-of-candidates", None))
         return MediaDescription(m.kind, m.port, m.proto, m.fmts, m.connection, (*m.attributes, *lines))
 

@@ -31,6 +31,7 @@ from roomcast.rooms.model import PublishedTrack
 from roomcast.rtc.api import MediaError, OfferContext, TrackSettings
 from roomcast.rtc.dynacast import Dynacast
 from roomcast.rtc.preferences import wanted_layer
+from roomcast.runtime.tcp import MediaEndpoint, TcpEndpoint, TcpLimits
 from roomcast.runtime.udp import UdpEndpoint
 from roomcast.sfu.datachannels import CHANNEL_LIMITS, SEND_BUFFER, SEND_CHUNKS, DataRouter
 from roomcast.sfu.echo import EchoSession
@@ -82,15 +83,19 @@ class _Owned:
 
 
 class Endpoint(Protocol):
-    """What the service needs of the socket side (:class:`~roomcast.runtime.udp.UdpEndpoint` today; an ICE-TCP
-    listener later): connections are registered by their ufrags, poked after commands, flushed and removed."""
+    """What the service needs of the socket side (:class:`~roomcast.runtime.udp.UdpEndpoint`, or
+    :class:`~roomcast.runtime.tcp.MediaEndpoint`: UDP plus the ICE-TCP listener): connections are registered
+    by their ufrags, poked after commands, flushed and removed."""
 
     @property
     def local_address(self) -> tuple[str, int]: ...
 
-    drops: Counter[str]
-    datagrams_in: int
-    datagrams_out: int
+    @property
+    def drops(self) -> Counter[str]: ...
+    @property
+    def datagrams_in(self) -> int: ...
+    @property
+    def datagrams_out(self) -> int: ...
 
     def add(self, conn: WebRtcTransport, on_activity: Callable[[], None]) -> None: ...
     def add_ufrag(self, conn: WebRtcTransport, ufrag: str) -> None: ...
@@ -136,6 +141,11 @@ class MediaService:
         self.dynacast = Dynacast(lambda room, owner, track, rids: self.on_publisher_layers(room, owner, track, rids))
 
     _tracks_pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    tcp_port: int = 0  # the ICE-TCP listener's port, announced as passive candidates (0: none)
+
+    @property
+    def _tcp_candidates(self) -> list[tuple[str, int]]:
+        return [(ip, self.tcp_port) for ip in self.candidate_ips] if self.tcp_port else []
 
     @property
     def candidate_port(self) -> int:
@@ -195,6 +205,7 @@ class MediaService:
             ice_pwd=pwd,
             fingerprint=self.certificate.fingerprint[1],
             candidates=[(ip, self.candidate_port) for ip in self.candidate_ips],
+            tcp_candidates=self._tcp_candidates,
             mode=mode,
             send_tracks=send_tracks,
             send_ssrcs=dict(media.send_ssrcs) if media is not None else {},
@@ -250,6 +261,7 @@ class MediaService:
             ice_pwd=pwd,
             fingerprint=self.certificate.fingerprint[1],
             candidates=[(ip, self.candidate_port) for ip in self.candidate_ips],
+            tcp_candidates=self._tcp_candidates,
             mode="publish",
             data_channels=True,
             max_message_size=MAX_MESSAGE_SIZE,
@@ -543,6 +555,19 @@ class MediaService:
         self.endpoint.close()
 
 
-async def start_media(host: str, port: int, public_ip: str | None) -> MediaService:
-    endpoint = await UdpEndpoint.bind(host, port)
-    return MediaService(endpoint, DtlsCertificate.generate(), candidate_addresses(host, public_ip))
+async def start_media(
+    host: str, port: int, public_ip: str | None, tcp_port: int = 0, tcp_limits: TcpLimits | None = None
+) -> MediaService:
+    """The UDP socket on ``port`` and, unless ``tcp_port`` is 0, the ICE-TCP listener on it (RFC 6544)."""
+    udp = await UdpEndpoint.bind(host, port)
+    if not tcp_port:
+        return MediaService(udp, DtlsCertificate.generate(), candidate_addresses(host, public_ip))
+    tcp = TcpEndpoint(udp, tcp_limits)
+    try:
+        await tcp.listen(host, tcp_port)
+    except OSError:
+        udp.close()
+        raise
+    media = MediaService(MediaEndpoint(udp, tcp), DtlsCertificate.generate(), candidate_addresses(host, public_ip))
+    media.tcp_port = tcp.port
+    return media

@@ -59,6 +59,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._ufrags: dict[Connection, set[str]] = {}  # more than one only during an ICE restart
         self._timers: dict[Connection, tuple[float, asyncio.TimerHandle]] = {}  # deadline it was armed for
         self._listeners: dict[Connection, Callable[[], None]] = {}
+        # ICE-TCP (runtime/tcp.py): remote addresses a connection reaches over a TCP stream, not this socket
+        self.streams: dict[Connection, dict[Addr, Callable[[bytes], None]]] = {}
         self.drops: Counter[str] = Counter()
         self.datagrams_in = 0
         self.datagrams_out = 0
@@ -136,6 +138,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         if armed is not None:
             armed[1].cancel()
         self._listeners.pop(conn, None)
+        self.streams.pop(conn, None)
 
     # ------------------------------------------------------------------ input
 
@@ -217,7 +220,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         transport = self.transport
         if transport is None:
             return
+        streams = self.streams.get(conn)
         while (item := conn.poll_transmit()) is not None:
+            if streams is not None and (stream := streams.get(item.remote)) is not None:
+                stream(item.data)
+                continue
             transport.sendto(item.data, item.remote)
             self.datagrams_out += 1
 

@@ -258,8 +258,10 @@ class Room:
     """A joined room. ``participants`` (identity -> info) and ``tracks`` (sid -> info) follow the
     server's events; :meth:`on` registers callbacks for them, as the JS SDK's ``room.on`` does."""
 
-    def __init__(self, ws: ClientConnection, joined: dict[str, Any], host: str) -> None:
+    def __init__(self, ws: ClientConnection, joined: dict[str, Any], host: str, ice_transport: str = "udp") -> None:
         self.ws = ws
+        self.ice_transport = ice_transport  # "udp", or "tcp": ICE over TCP to the server's passive candidate
+        self.tcp_address: tuple[str, int] | None = None  # connect there instead of the announced TCP candidate
         self.joined = joined
         self.identity: str = joined["participant"]["identity"]
         self.host = host
@@ -324,8 +326,16 @@ class Room:
             raise RoomcastError(reply["code"], reply["message"])
         answer = SessionDescription.parse(reply["sdp"])
         first = next(m for m in answer.media if m.port)
-        candidate = first.candidates[0].split()
-        server = (candidate[4], int(candidate[5]))
+        if self.ice_transport == "tcp":
+            from roomcast.sdk.tcp import open_tcp, tcp_candidate
+
+            found = self.tcp_address or tcp_candidate(first.candidates)
+            if found is None:
+                raise RoomcastError("no_tcp_candidate", "the server announced no ICE-TCP candidate")
+            server = found
+        else:
+            candidate = first.candidates[0].split()
+            server = (candidate[4], int(candidate[5]))
         rtc = WebRtcTransport(
             self.certificate,
             remote_ufrag=first.ice_ufrag or "",
@@ -337,8 +347,12 @@ class Room:
             server=server,
             sctp=sctp,
         )
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_datagram_endpoint(lambda: MediaConnection(rtc), local_addr=(self.host, 0))
+        conn: MediaConnection
+        if self.ice_transport == "tcp":
+            conn = await open_tcp(rtc, server, self.host)
+        else:
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_datagram_endpoint(lambda: MediaConnection(rtc), local_addr=(self.host, 0))
         self.connections.append(conn)
         await asyncio.wait_for(conn.connected, 15)
         return conn, answer
@@ -362,6 +376,17 @@ class Room:
         meta = [schema.TrackMeta(track_id=t.track_id, source=_source(t.kind)) for t in tracks]
         conn, _ = await self._negotiate("$publish", tracks, tracks=meta)
         return Publication(conn, tracks, video_codec)
+
+    async def echo(self, kinds: list[str], on_packet: Callable[[bytes], None]) -> Publication:
+        """Open the server's ``$echo`` endpoint: what the returned publication sends comes back to
+        ``on_packet`` (decrypted RTP, the server's SSRC), e.g. to measure a round trip."""
+        tracks = [
+            OfferedTrack(kind, "sendrecv", f"{kind}-{secrets.token_hex(3)}", _ssrc(), _ssrc() if kind == "video" else 0)
+            for kind in kinds
+        ]
+        conn, _ = await self._negotiate("$echo", tracks)
+        conn.rtc.on_rtp = on_packet
+        return Publication(conn, tracks)
 
     async def subscribe(
         self, on_packet: PacketCallback | None = None, *, on_frame: FrameCallback | None = None, decrypt: bool = True
@@ -488,7 +513,11 @@ def _ssrc() -> int:
     return int.from_bytes(os.urandom(4), "big") or 1
 
 
-async def connect(url: str, token: str, *, host: str = "127.0.0.1") -> Room:
+async def connect(url: str, token: str, *, host: str = "127.0.0.1", ice_transport: str = "udp") -> Room:
+    """Join with ``token``; media connections use ICE over ``ice_transport`` ("udp", or "tcp" where UDP
+    is blocked: RFC 6544, the server's passive candidate)."""
+    if ice_transport not in ("udp", "tcp"):
+        raise ValueError("ice_transport must be 'udp' or 'tcp'")
     base = url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
     ws = await websockets.connect(f"{base}/rtc?access_token={token}", max_size=2**20)
     await ws.send(schema.encode_text(schema.Join()))
@@ -496,5 +525,4 @@ async def connect(url: str, token: str, *, host: str = "127.0.0.1") -> Room:
     if joined["type"] == "error":
         await ws.close()
         raise RoomcastError(joined["code"], joined["message"])
-    room = Room(ws, joined, host)
-    return room
+    return Room(ws, joined, host, ice_transport)

@@ -13,7 +13,7 @@ MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 @dataclass(frozen=True, slots=True)
 class OfferedTrack:
     kind: str  # "audio" | "video"
-    direction: str  # "sendonly" (publish) | "recvonly" (subscribe)
+    direction: str  # "sendonly" (publish) | "recvonly" (subscribe) | "sendrecv" (echo)
     track_id: str = ""
     ssrc: int = 0
     rtx_ssrc: int = 0
@@ -73,7 +73,7 @@ def client_offer(
                 attrs += [("rtcp-fb", f"{pt} nack"), ("rtcp-fb", f"{pt} nack pli")]
             if fmtp:
                 attrs.append(("fmtp", f"{pt} {fmtp}"))
-        if track.direction == "sendonly":
+        if track.direction in ("sendonly", "sendrecv"):
             attrs.append(("msid", f"{stream_id} {track.track_id}"))
             if track.rtx_ssrc:
                 attrs.append(("ssrc-group", f"FID {track.ssrc} {track.rtx_ssrc}"))
