@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from tests.faults.bots import counting_subscriber, metric, publisher, send_video, until
+from tests.support.canary import Canaries
 from tests.support.server import ServerProcess
 
 STALL = 0.2
@@ -31,9 +32,10 @@ def late_probes(server: ServerProcess) -> float:
     return float(total.group(1)) - float(within.group(1))
 
 
-async def test_stalled_loop_recovers_and_the_lag_is_exported(artifacts: Path) -> None:
+async def test_stalled_loop_recovers_and_the_lag_is_exported(artifacts: Path, canaries: Canaries) -> None:
     server = ServerProcess(artifacts)
     try:
+        canary = await canaries.sdk(server)  # O3: a call in another room, frozen with the rest
         room = "f13-" + uuid.uuid4().hex[:6]
         camera, publication = await publisher(server, room)
         viewer, counts = await counting_subscriber(server, room, "viewer")
@@ -42,6 +44,7 @@ async def test_stalled_loop_recovers_and_the_lag_is_exported(artifacts: Path) ->
         await until(lambda: metric(server, LAG) < 0.05, 5, "a quiet loop before the stall")
         slow_before = late_probes(server)
 
+        stalled_at = canary.mark()
         server.proc.send_signal(signal.SIGSTOP)
         await asyncio.sleep(STALL)  # the fault itself: the process stays frozen this long
         server.proc.send_signal(signal.SIGCONT)
@@ -55,8 +58,11 @@ async def test_stalled_loop_recovers_and_the_lag_is_exported(artifacts: Path) ->
         await until(lambda: sum(counts.values()) >= before + 18, 5, "media after the stall")
         assert httpx.get(server.base + "/healthz").status_code == 200
         await until(lambda: metric(server, LAG) < 0.05, 5, "the loop lag back to normal")
+        canary.assert_flowed(since=stalled_at, max_gap=1.0)  # a 0.2 s stall, then the backlog flows
+        await canary.assert_alive()
         for client in (camera, viewer):
             await client.close()
+        await canary.close()
     finally:
         assert server.stop() == 0
     assert "Traceback" not in server.log(), server.log()[-3000:]

@@ -16,6 +16,7 @@ from tests.e2e.test_sfu import room_stats
 from tests.faults.bots import joined_count
 from tests.faults.browsers import host_and_viewer, until_async, video_stats
 from tests.support.browser_fixtures import NewPage
+from tests.support.canary import Canaries
 from tests.support.lossy_lo import LossyLoopback
 from tests.support.server import ServerProcess
 
@@ -80,16 +81,18 @@ async def sent_and_decoded(server: ServerProcess, room: str, host: Page, viewer:
 
 @pytest.mark.parametrize("simulcast", [False, True], ids=["single", "simulcast"])
 async def test_f5_ten_percent_loss_still_delivers_95_percent_of_frames(
-    server: ServerProcess, new_page: NewPage, lossy_lo: LossyLoopback, simulcast: bool
+    server: ServerProcess, new_page: NewPage, lossy_lo: LossyLoopback, simulcast: bool, canaries: Canaries
 ) -> None:
     """Of the frames sent to the viewer while ``lo`` loses 10 %, 95 % are decoded. The count starts on the clean
     stream and ends once the healed network has let the repairs still in flight arrive (a viewer waiting for
     one holds the frames after it: at either end of the window they would count as lost, or twice)."""
+    canary = await canaries.sdk(server)  # O3: another room, through the same lossy lo
     room, host, viewer = await host_and_viewer(server, new_page, "f5", simulcast=simulcast)
     await pin_lowest_layer(server, room, viewer)
     start_host = await video_stats(host)
     sent0, decoded0 = await sent_and_decoded(server, room, host, viewer)
     lossy_lo.set_loss(0.10)
+    lossy_from = canary.mark()
     await until_async(lambda: _nacked(viewer), 10, "the viewer sending NACKs under 10 % loss")
 
     async def window_done() -> bool:
@@ -101,6 +104,7 @@ async def test_f5_ten_percent_loss_still_delivers_95_percent_of_frames(
     end_host, end_consumer = await video_stats(host), video_consumer(server, room)
     dropped = lossy_lo.dropped()
     lossy_lo.clear()
+    canary_gap = canary.assert_flowed(since=lossy_from, max_gap=1.0)  # 10 % loss never stops it for a second
     nacks = {"count": -1, "since": 0.0}
 
     async def repairs_done() -> bool:  # no NACK for half a second on the healed network
@@ -129,6 +133,8 @@ async def test_f5_ten_percent_loss_still_delivers_95_percent_of_frames(
     assert ratio >= 0.95, ratio
     assert track["retransmitted"] > 0 and end_host["retransmitted"] > 0  # both legs repaired by RTX
     assert sent <= encoded  # the SFU sent no frame the host did not encode (the count is honest)
+    await canary.assert_alive()
+    print(f"F5: canary's longest gap under loss {canary_gap:.2f}s")
 
 
 async def _nacked(viewer: Any) -> bool:
@@ -136,17 +142,20 @@ async def _nacked(viewer: Any) -> bool:
 
 
 async def test_f6_thirty_percent_loss_stays_connected_and_recovers(
-    server: ServerProcess, new_page: NewPage, lossy_lo: LossyLoopback
+    server: ServerProcess, new_page: NewPage, lossy_lo: LossyLoopback, canaries: Canaries
 ) -> None:
+    canary = await canaries.sdk(server)
     room, host, viewer = await host_and_viewer(server, new_page, "f6")
     joins = joined_count(server)
     lossy_lo.set_loss(0.30)
+    lossy_from = canary.mark()
     await asyncio.sleep(6)  # the fault's duration: six seconds of 30 % loss
     during = await video_stats(viewer)
     assert "failed" not in during["states"] and during["room"] == "connected", during
     dropped = lossy_lo.dropped()
     assert dropped > 100  # the loss was real
     lossy_lo.clear()
+    canary.assert_flowed(since=lossy_from, max_gap=1.5)  # O3: frames kept coming, at half the rate
     took = await until_async(
         lambda: _decoded_beyond(viewer, int(during["decoded"]) + 60), 15, "decoding again after healing"
     )
@@ -155,6 +164,7 @@ async def test_f6_thirty_percent_loss_stays_connected_and_recovers(
     assert both_connected(server, room)
     assert joined_count(server) == joins  # nobody had to join again
     assert await viewer.evaluate("window.resumed") == 0 and await host.evaluate("window.resumed") == 0
+    await canary.assert_alive()
 
 
 async def _decoded_beyond(viewer: Any, frames: int) -> bool:
@@ -162,8 +172,9 @@ async def _decoded_beyond(viewer: Any, frames: int) -> bool:
 
 
 async def test_f2_five_second_blackhole_then_media_resumes_without_rejoin(
-    server: ServerProcess, new_page: NewPage, lossy_lo: LossyLoopback
+    server: ServerProcess, new_page: NewPage, lossy_lo: LossyLoopback, canaries: Canaries
 ) -> None:
+    canary = await canaries.sdk(server)
     room, host, viewer = await host_and_viewer(server, new_page, "f2")
     joins = joined_count(server)
     lossy_lo.set_loss(1.0)
@@ -178,3 +189,4 @@ async def test_f2_five_second_blackhole_then_media_resumes_without_rejoin(
     assert both_connected(server, room)
     assert joined_count(server) == joins  # same participants, no new join (not even a resume)
     assert await viewer.evaluate("window.resumed") == 0 and await host.evaluate("window.resumed") == 0
+    await canary.assert_alive(timeout=15)  # O3 after: a blackhole stops everything; the canary comes back too

@@ -20,6 +20,7 @@ import pytest
 
 from tests.faults.bots import counting_subscriber, kill, metric, publisher, send_video, until
 from tests.signaling.wsclient import Client
+from tests.support.canary import Canaries
 from tests.support.server import ServerProcess
 
 CONSENT, RESUME = 7.0, 9.0
@@ -35,8 +36,11 @@ def short_server(artifacts: Path) -> Iterator[ServerProcess]:
     assert proc.stop() == 0 and "Traceback" not in proc.log(), proc.log()[-3000:]
 
 
-async def test_killed_publisher_tracks_end_at_consent_expiry_then_it_leaves(short_server: ServerProcess) -> None:
+async def test_killed_publisher_tracks_end_at_consent_expiry_then_it_leaves(
+    short_server: ServerProcess, canaries: Canaries
+) -> None:
     server = short_server
+    canary = await canaries.sdk(server)
     room = "f1-" + uuid.uuid4().hex[:6]
     camera, publication = await publisher(server, room)
     watcher, _ = await Client.joined(server.ws_base, room, "watcher", can_publish=False)
@@ -53,7 +57,7 @@ async def test_killed_publisher_tracks_end_at_consent_expiry_then_it_leaves(shor
     before_kill = metric(server, r"^roomcast_media_transports ([0-9.e+]+)")
 
     kill(camera)
-    killed_at = time.monotonic()
+    killed_at = canary.mark()
 
     def event_at(check: Callable[[dict[str, Any]], bool]) -> float | None:
         return next((t - killed_at for t, msg in seen if t >= killed_at and check(msg)), None)
@@ -76,6 +80,8 @@ async def test_killed_publisher_tracks_end_at_consent_expiry_then_it_leaves(shor
     await until(
         lambda: metric(server, r"^roomcast_media_transports ([0-9.e+]+)") == before_kill - 1, 5, "transport released"
     )
+    canary.assert_flowed(since=killed_at, max_gap=1.0)  # O3: another room never noticed
+    await canary.assert_alive()
     recorder.cancel()
     await viewer.close()
     await watcher.close()

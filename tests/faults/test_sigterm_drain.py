@@ -13,6 +13,7 @@ import httpx
 
 from tests.faults.bots import counting_subscriber, publisher, send_video, until
 from tests.signaling.wsclient import Client, dev_token
+from tests.support.canary import Canaries
 from tests.support.server import ServerProcess
 
 GRACE = 3.0
@@ -23,9 +24,10 @@ async def refused_join(server: ServerProcess, room: str) -> tuple[dict[str, obje
     return await late.recv(), await late.closed()
 
 
-async def test_sigterm_drains_then_exits_when_the_last_client_leaves(artifacts: Path) -> None:
+async def test_sigterm_drains_then_exits_when_the_last_client_leaves(artifacts: Path, canaries: Canaries) -> None:
     server = ServerProcess(artifacts, env={"ROOMCAST_DRAIN_TIMEOUT": "20"})
     try:
+        canary = await canaries.sdk(server)  # another room: it keeps its call through the drain
         room = "f11-" + uuid.uuid4().hex[:6]
         camera, publication = await publisher(server, room)
         viewer, counts = await counting_subscriber(server, room, "viewer")
@@ -33,6 +35,7 @@ async def test_sigterm_drains_then_exits_when_the_last_client_leaves(artifacts: 
         await send_video(publication, 20, 200)
         await until(lambda: sum(counts.values()) >= 18, 5, "media before the signal")
 
+        signalled = canary.mark()
         server.proc.send_signal(signal.SIGTERM)
         notice = await member.recv_type("server_shutdown")
         assert notice["reason"] == "draining" and notice["grace"] == 20
@@ -45,6 +48,9 @@ async def test_sigterm_drains_then_exits_when_the_last_client_leaves(artifacts: 
         await send_video(publication, 20, 200, start=20)  # the room keeps running while draining
         await until(lambda: sum(counts.values()) >= before + 18, 5, "media during the drain")
 
+        canary.assert_flowed(since=signalled, max_gap=1.0)  # O3 while draining
+        await canary.assert_alive()
+        await canary.close()
         for client in (camera, viewer):
             await client.close()
         await member.close()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.faults.bots import counting_subscriber, publisher, send_video, until
+from tests.support.canary import Canaries
 from tests.support.server import ServerProcess
 
 T = TypeVar("T")
@@ -43,8 +44,9 @@ def rcvbuf_errors() -> int:
 
 
 async def test_one_slow_subscriber_does_not_slow_the_others(
-    server: ServerProcess, slow_loop: asyncio.AbstractEventLoop
+    server: ServerProcess, slow_loop: asyncio.AbstractEventLoop, canaries: Canaries
 ) -> None:
+    canary = await canaries.sdk(server)
     room = "f8-" + uuid.uuid4().hex[:6]
     camera, publication = await publisher(server, room)
     fast = [await counting_subscriber(server, room, f"fast{i}") for i in range(3)]
@@ -63,6 +65,7 @@ async def test_one_slow_subscriber_does_not_slow_the_others(
     start = [sum(c.values()) for _, c in fast]
     slow_start, drops_before = sum(slow_counts.values()), rcvbuf_errors()
 
+    frozen_at = canary.mark()
     slow_loop.call_soon_threadsafe(time.sleep, FROZEN)  # the fault: the slow one reads nothing for a while
     await send_video(publication, PACKETS, RATE, start=20)
     await until(
@@ -75,6 +78,8 @@ async def test_one_slow_subscriber_does_not_slow_the_others(
     print(f"\nF8: fast subscribers got {got} of {PACKETS}; the slow one {slow_got}, its kernel dropped {overflowed}")
     assert all(n >= 0.99 * PACKETS for n in got), got
     assert overflowed > 0 and slow_got < 0.8 * PACKETS  # the fault was real: the slow one lost packets
+    canary.assert_flowed(since=frozen_at, max_gap=1.0)  # O3
+    await canary.assert_alive()
     await camera.close()
     for client, _ in fast:
         await client.close()

@@ -38,6 +38,7 @@ from roomcast.app.config import Config
 from roomcast.app.drain import Drain
 from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
 from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
+from roomcast.app.object_metrics import ObjectCollector
 from roomcast.apps.rules import DataRules
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import PublisherLayersEvent
@@ -224,6 +225,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     resume = ResumeRegistry(manager, config.resume_window)
     resume_timer = TimerDriver(resume, clock)
     drain = Drain(config.drain_timeout)
+    objects = ObjectCollector(manager, resume, lambda: len(drain.sessions))
+    metrics.registry.register(objects)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -239,6 +242,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
             media_host, config.media_port, config.public_ip or None, config.media_tcp_port, tcp_limits
         )
         metrics.watch_media(app.state.media)
+        objects.media, objects.loop = app.state.media, asyncio.get_running_loop()
         app.state.media.on_tracks_changed = manager.broadcast_tracks
         app.state.media.on_publisher_layers = lambda room, owner, track_id, rids: manager.tell_participant(
             room, owner, PublisherLayersEvent(track_id, tuple(rids))
