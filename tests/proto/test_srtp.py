@@ -10,7 +10,7 @@ import pytest
 
 from roomcast.proto.common import Addr
 from roomcast.proto.dtls import DtlsCertificate, DtlsConnection, HandshakeComplete
-from roomcast.proto.srtp import REPLAY_WINDOW, SrtpContext, SrtpError
+from roomcast.proto.srtp import MAX_SRTP_PACKET, REPLAY_WINDOW, SrtpContext, SrtpError
 from tests.support.simnet import DtlsEndpoint, SimNetwork
 
 SERVER: Addr = ("10.0.0.1", 7882)
@@ -154,7 +154,7 @@ def test_bad_input_raises_srtp_error_only(profile: str) -> None:
         for call in calls[2:]:
             with pytest.raises(SrtpError):
                 call(data)
-    for data in (b"", b"\x80", rtp(1, size=1490), bytes(4000)):
+    for data in (b"", b"\x80", rtp(1, size=MAX_SRTP_PACKET), bytes(4000)):
         for call in calls[:2]:
             with pytest.raises(SrtpError):
                 call(data)
@@ -218,4 +218,43 @@ def test_protect_rewritten_refuses_what_is_not_rtp() -> None:
     with pytest.raises(SrtpError):
         ctx.protect_rewritten(b"\x80\x60\x00", 0x60, 1, 1, 1)
     with pytest.raises(SrtpError):
-        ctx.protect_rewritten(bytes(2000), 0x60, 1, 1, 1)
+        ctx.protect_rewritten(bytes(MAX_SRTP_PACKET + 200), 0x60, 1, 1, 1)
+
+
+TAG = {GCM: 16, CM: 10}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_packets_as_large_as_encoders_send_are_received_and_forwarded(profile: str) -> None:
+    """Issue 21: GStreamer's payloaders fill 1400-byte packets; pylibsrtp alone refuses to protect RTP
+    over 1356 bytes (1500-byte buffer less a 144-byte worst-case trailer), so every such packet was
+    received but failed to be forwarded or retransmitted. Any packet that unprotects must protect again:
+    as itself (an SFU's rewrite), as a retransmission of the same packet, and grown by RTX's 2-byte OSN."""
+    key = bytes(range(28 if profile == GCM else 30))
+    other = bytes(reversed(key))
+    publisher, server, subscriber = (
+        SrtpContext(profile, key, other),
+        SrtpContext(profile, other, key),
+        SrtpContext(profile, key, other),
+    )
+    plain_subscriber = SrtpContext(profile, key, other)
+    plain_subscriber._in_place = None  # the public-API path gets the same buffer
+    largest = MAX_SRTP_PACKET - TAG[profile]
+    for seq, size in enumerate((1357, 1400, 1472, largest), start=1):
+        packet = rtp(seq, size=size - 12)
+        clear = server.unprotect(publisher.protect(packet))
+        assert clear == packet
+        forwarded = server.protect_rewritten(clear, 0x80 | 100, seq, 90000 + seq, 0xAAAA)
+        assert subscriber.unprotect(forwarded)[12:] == packet[12:]
+        assert server.protect_rewritten(clear, 0x80 | 100, seq, 90000 + seq, 0xAAAA) == forwarded  # a NACK
+        rtx = struct.pack("!BBHII", 0x80, 97, seq, 90000 + seq, 0xBBBB) + struct.pack("!H", seq) + clear[12:]
+        protected = server.protect(rtx)  # (the largest one's RTX is then too long for any receiver)
+        assert len(protected) == len(rtx) + TAG[profile]
+        if size < largest:
+            assert subscriber.unprotect(protected) == rtx
+        assert plain_subscriber.unprotect(forwarded)[12:] == packet[12:]
+    too_long = publisher.protect(rtp(99, size=largest - 12)) + b"\x00"
+    with pytest.raises(SrtpError, match="more than"):
+        server.unprotect(too_long)
+    with pytest.raises(SrtpError, match="more than"):
+        server.unprotect_rtcp(bytes(MAX_SRTP_PACKET + 1))

@@ -192,6 +192,7 @@ _DROPS = frozenset(
         "unknown_ssrc",
         "unknown_packet",
         "srtp_unprotect_failed",
+        "srtp_protect_failed",
         "media_before_keys",
         "dtls_unvalidated_address",
         "rtx_padding_dropped",

@@ -11,6 +11,12 @@ libsrtp's working buffer, rewrites the header there and protects it, instead of 
 copy, converting it to ``bytes`` and having pylibsrtp copy it again (2.8 -> 1.3 µs per packet here).
 It reaches into pylibsrtp's session (its cffi buffer and ``srtp_t``); if a pylibsrtp release changes
 those, the context falls back to the public API with identical output (tests compare both).
+
+Packet sizes: pylibsrtp's working buffer is 1500 bytes and ``protect`` keeps 144 of them free for the
+largest possible trailer (16-byte tag + 128-byte MKI), so on its own it refuses to protect RTP over 1356
+bytes, which is below what encoders send (GStreamer's payloaders fill 1400-byte packets). Each session
+gets a larger buffer here instead: any SRTP packet of up to :data:`MAX_SRTP_PACKET` bytes is accepted,
+and anything accepted can be protected again for forwarding, even grown by RTX's 2-byte OSN.
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ import struct
 from typing import Any
 
 from pylibsrtp import SRTP_MAX_TRAILER_LEN, Error, Policy, Session
+
+MAX_SRTP_PACKET = 2048
+"""The largest SRTP/SRTCP packet accepted (as libwebrtc's ``kMaxRtpPacketLen``): more than any 1500-byte
+MTU carries, so loopback and jumbo-frame senders are not cut short either."""
+_SRTCP_MAX_TRAILER_LEN = 4 + 16 + 128  # E-flag/index, tag, MKI (pylibsrtp's SRTP_MAX_SRTCP_TRAILER_LEN)
+_BUFFER_LEN = MAX_SRTP_PACKET + _SRTCP_MAX_TRAILER_LEN
 
 # DTLS-SRTP profile name (RFC 5764 §4.1.2, RFC 7714 §14.2) -> (libsrtp profile, key+salt length)
 _PROFILES: dict[str, tuple[int, int]] = {
@@ -38,6 +50,19 @@ class SrtpError(ValueError):
 
 _REWRITE = struct.Struct("!BHII")  # byte 1 (marker | payload type), sequence number, timestamp, SSRC
 _TWCC = struct.Struct("!BH")  # a one-byte header extension element: id << 4 | (length - 1), 2-byte value
+
+
+def _enlarge(session: Session) -> None:
+    """Give ``session`` a working buffer of :data:`_BUFFER_LEN` bytes (see the module docstring); if
+    pylibsrtp's internals moved, its own 1500 bytes stay and larger packets fail as :class:`SrtpError`."""
+    try:
+        from pylibsrtp._binding import ffi  # private: only here and in _InPlace, with a fallback
+
+        if len(session._cdata) < _BUFFER_LEN:
+            session._cdata = ffi.new("char[]", _BUFFER_LEN)
+            session._buffer = ffi.buffer(session._cdata)
+    except (ImportError, AttributeError, TypeError):
+        pass
 
 
 class _InPlace:
@@ -86,6 +111,8 @@ class SrtpContext:
             tx.window_size = REPLAY_WINDOW
             self._rx = Session(rx)
             self._tx = Session(tx)
+            _enlarge(self._rx)
+            _enlarge(self._tx)
         except (Error, ValueError, TypeError) as exc:
             raise SrtpError(f"cannot create SRTP session: {exc}") from None
         self._in_place = _InPlace.of(self._tx)
@@ -126,7 +153,10 @@ class SrtpContext:
         return buffer[0 : length[0]]  # type: ignore[no-any-return]
 
     def unprotect(self, srtp: Packet) -> bytes:
-        """SRTP -> RTP; :class:`SrtpError` on a bad tag, a replay or a malformed packet."""
+        """SRTP -> RTP; :class:`SrtpError` on a bad tag, a replay, a malformed packet or one longer than
+        :data:`MAX_SRTP_PACKET`."""
+        if len(srtp) > MAX_SRTP_PACKET:
+            raise SrtpError(f"unprotect failed: {len(srtp)}-byte packet, more than {MAX_SRTP_PACKET}")
         try:
             return self._rx.unprotect(srtp if type(srtp) is bytes else bytes(srtp))
         except (Error, ValueError, TypeError) as exc:
@@ -140,7 +170,10 @@ class SrtpContext:
             raise SrtpError(f"protect_rtcp failed: {exc}") from None
 
     def unprotect_rtcp(self, srtcp: Packet) -> bytes:
-        """SRTCP -> RTCP; :class:`SrtpError` on a bad tag, a replayed index or a malformed packet."""
+        """SRTCP -> RTCP; :class:`SrtpError` on a bad tag, a replayed index, a malformed packet or one
+        longer than :data:`MAX_SRTP_PACKET`."""
+        if len(srtcp) > MAX_SRTP_PACKET:
+            raise SrtpError(f"unprotect_rtcp failed: {len(srtcp)}-byte packet, more than {MAX_SRTP_PACKET}")
         try:
             return self._rx.unprotect_rtcp(srtcp if type(srtcp) is bytes else bytes(srtcp))
         except (Error, ValueError, TypeError) as exc:

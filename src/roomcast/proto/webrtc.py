@@ -221,10 +221,15 @@ class WebRtcTransport:
                 packet = bytearray(packet)
                 tseq = self.twcc.on_packet_sent(len(packet) + SRTP_OVERHEAD, self.now)
                 packet[at], packet[at + 1] = tseq >> 8, tseq & 0xFF
+        try:
+            data = self.srtp.protect(packet)
+        except SrtpError:  # never the sender's fault: counted here, not as its input failing
+            self.counters["srtp_protect_failed"] += 1
+            return
         if self.direct_send is not None:
-            self.direct_send(self.srtp.protect(packet), self.remote)
+            self.direct_send(data, self.remote)
         else:
-            self._transmits.append(Transmit(self.remote, self.srtp.protect(packet)))
+            self._transmits.append(Transmit(self.remote, data))
 
     def send_rtp_rewritten(self, packet: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int) -> None:
         """:meth:`send_rtp` of ``packet`` with its byte 1, sequence number, timestamp and SSRC replaced
@@ -233,11 +238,15 @@ class WebRtcTransport:
             self.counters["send_before_connected"] += 1
             return
         at = self.twcc_at[0]
-        if at >= 0 and self.twcc is not None:
-            tseq = self.twcc.on_packet_sent(len(packet) + SRTP_OVERHEAD, self.now)
-            data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc, at, self.twcc_id << 16 | tseq)
-        else:
-            data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc)
+        try:
+            if at >= 0 and self.twcc is not None:
+                tseq = self.twcc.on_packet_sent(len(packet) + SRTP_OVERHEAD, self.now)
+                data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc, at, self.twcc_id << 16 | tseq)
+            else:
+                data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc)
+        except SrtpError:  # this subscriber misses the packet; the fan-out to the others goes on
+            self.counters["srtp_protect_failed"] += 1
+            return
         if self.direct_send is not None:
             self.direct_send(data, self.remote)
         else:
@@ -246,10 +255,15 @@ class WebRtcTransport:
     def send_rtcp(self, packet: bytes | bytearray) -> None:
         if self.srtp is None or self.remote is None or self.closed:
             return
+        try:
+            data = self.srtp.protect_rtcp(packet)
+        except SrtpError:
+            self.counters["srtp_protect_failed"] += 1
+            return
         if self.direct_send is not None:  # feedback caused by another connection's input leaves at once
-            self.direct_send(self.srtp.protect_rtcp(packet), self.remote)
+            self.direct_send(data, self.remote)
         else:
-            self._transmits.append(Transmit(self.remote, self.srtp.protect_rtcp(packet)))
+            self._transmits.append(Transmit(self.remote, data))
 
     def send_data(self, data: bytes) -> None:
         """DTLS application data (SCTP)."""
