@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.server import ServerProcess
 
-pytest_plugins = ["tests.support.browser_fixtures", "tests.support.canary"]
+pytest_plugins = ["tests.support.browser_fixtures", "tests.support.canary", "tests.support.netns"]
 
 ARTIFACTS = Path(os.environ.get("ROOMCAST_TEST_ARTIFACTS", "test-artifacts"))
 

@@ -8,10 +8,7 @@ video payload's send counter. Janus needs a non-loopback interface for ICE, so t
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,19 +17,6 @@ from bench.fanout import measure
 from bench.versus_janus import JanusTarget
 
 pytestmark = pytest.mark.skipif(shutil.which("janus") is None, reason="janus is not installed")
-
-
-@pytest.fixture
-def jlo0() -> Iterator[None]:
-    if "jlo0" in [name for _, name in socket.if_nameindex()]:
-        yield
-        return
-    if os.environ.get("ROOMCAST_REQUIRE_NETNS") != "1":
-        pytest.skip("adds an interface: run it inside the private namespace of scripts/test")
-    for command in ("ip link add jlo0 type ifb", "ip addr add 127.0.0.2/32 dev jlo0", "ip link set jlo0 up"):
-        subprocess.run(command.split(), check=True)
-    yield
-    subprocess.run(["ip", "link", "del", "jlo0"], check=False)
 
 
 @pytest.fixture
