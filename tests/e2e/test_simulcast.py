@@ -55,7 +55,7 @@ def video_track(server: ServerProcess, room: str) -> dict[str, Any]:
 
 async def host_and_viewer(server: ServerProcess, new_page: NewPage, name: str) -> tuple[str, Page, Page]:
     room = f"{name}-{uuid.uuid4().hex[:6]}"
-    host = await new_page(f"{server.base}/stream?room={room}&role=host&identity=host&simulcast=1")
+    host = await new_page(f"{server.base}/stream?room={room}&role=host&identity=host")  # simulcast by default
     await host.wait_for_function("window.streamState && window.streamState.joined")
     viewer = await new_page(f"{server.base}/stream?room={room}&role=viewer&identity=viewer")
     await viewer.wait_for_function("window.streamState && window.streamState.joined")
@@ -85,6 +85,26 @@ async def test_the_sdk_publishes_layers_and_a_viewer_chooses_one_at_a_keyframe(
     assert back["freezes"] < 1.0, back
     consumers = httpx.get(f"{server.base}/api/rooms/{room}/stats", auth=AUTH).json()["participants"]["viewer"]
     assert any(c.get("switches", 0) >= 2 for c in consumers["consumers"]), consumers
+
+
+PUBLISH_ONE_ENCODING = """async ({room}) => {
+  const r = await Roomcast.connect(location.origin, await Roomcast.devToken(room, 'host'), {iceServers: []});
+  const stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 360}, audio: false});
+  await r.publish(stream, {simulcast: false});
+  window.room = r;
+  return r.sfu.publisher.pc.localDescription.sdp;
+}"""
+
+
+async def test_publish_with_simulcast_false_sends_one_encoding(server: ServerProcess, new_page: NewPage) -> None:
+    room = "one-" + uuid.uuid4().hex[:6]
+    host = await new_page(server.base + "/")
+    await host.add_script_tag(url="/sdk/roomcast.js")
+    sdp = await host.evaluate(PUBLISH_ONE_ENCODING, {"room": room})
+    assert "a=simulcast" not in sdp and "a=rid" not in sdp, sdp
+    assert video_track(server, room)["simulcast"] is False
+    layers = await until(host, OUTBOUND, "Object.values(v).some(l => l.bytes > 0)", 20)
+    assert list(layers) == ["-"], layers  # one outbound stream, no rid
 
 
 async def test_a_viewer_sized_element_gets_a_smaller_layer_and_a_hidden_track_stops(

@@ -74,8 +74,12 @@ async def test_chromium_publisher_to_aiortc_subscriber(server: ServerProcess, ne
         assert "a=sendonly" in answer["sdp"] and f"msid:host {video_sid}" in answer["sdp"]
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         video = await asyncio.wait_for(received.get(), 10)
-        frames = [await asyncio.wait_for(video.recv(), 15) for _ in range(5)]
-        assert frames[-1].width == 640  # the host page asks for 640x360
+        # The host page asks for 640x360 and publishes simulcast (h 320, f 640 wide): its `f` layer may start a
+        # moment after the first frames here, which then come from `h`; the server moves us up at f's keyframe
+        widths = [(await asyncio.wait_for(video.recv(), 15)).width for _ in range(5)]
+        while widths[-1] != 640 and len(widths) < 150:
+            widths.append((await asyncio.wait_for(video.recv(), 15)).width)
+        assert widths[-1] == 640 and widths == sorted(widths), widths  # up to the full layer, never back down
     finally:
         await pc.close()
         await client.close()

@@ -88,6 +88,18 @@ def test_a_publish_offer_makes_one_transport_and_announces_its_tracks() -> None:
     assert announced and announced[-1][0] == "r"  # no event loop here: announced at once, not debounced
 
 
+def test_max_incoming_bitrate_is_the_remb_publishers_get_with_their_receiver_reports() -> None:
+    """It was sent once, as the publish answer went out: before SRTP keys existed, so it never left."""
+    from roomcast.sfu.router import PUBLISHER_REMB
+
+    media, _, _ = service(max_incoming_bitrate=700_000)
+    media.handle_offer("PA_1", "$publish", OFFER, context("alice"))
+    assert media.routers["r"].publisher_remb == 700_000  # sent with every receiver report (tick)
+    media, _, _ = service()
+    media.handle_offer("PA_1", "$publish", OFFER, context("alice"))
+    assert media.routers["r"].publisher_remb == PUBLISHER_REMB
+
+
 def test_a_subscriber_gets_the_published_tracks_it_names() -> None:
     media, _, _ = service()
     media.handle_offer("PA_1", "$publish", OFFER, context("alice"))

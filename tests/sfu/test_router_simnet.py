@@ -296,3 +296,37 @@ def test_a_new_subscriber_transport_receives_the_tracks_it_kept() -> None:
     pub.publisher.on_rtp(RtpPacket(96, 2, 20, MEDIA_SSRC, b"b").serialize())  # type: ignore[union-attr,misc,operator]
     assert len(old_sent) == 1 and len(new_sent) == 1
     assert RtpPacket.parse(new_sent[0]).sequence_number == 2
+
+
+def test_publishers_get_a_remb_ceiling_with_each_receiver_report() -> None:
+    """Without it a libwebrtc publisher lacking transport-cc starts at 300 kbit/s and climbs 8 %/s, so its top
+    simulcast layer starts seconds late; a REMB in its first 2 s becomes its estimate (sfu/router.py)."""
+    from roomcast.sfu.router import PUBLISHER_REMB
+    from roomcast.wire.rtcp import ReceiverReport, Remb
+
+    def rembs(bitrate: int | None) -> tuple[list[Remb], int]:
+        net, router, publisher, _subscriber, endpoints = build(loss=0.0, seed=5, total=300)
+        if bitrate is not None:
+            router.publisher_remb = bitrate
+        seen: list[Remb] = []
+        reports = 0
+        handle = publisher.handle_datagram
+
+        def on_rtcp(data: bytes, remote: Addr, now: float) -> None:
+            nonlocal reports
+            packets = parse_compound(data[1:])
+            seen.extend(p for p in packets if isinstance(p, Remb))
+            reports += sum(1 for p in packets if isinstance(p, ReceiverReport))
+            handle(data, remote, now)
+
+        publisher.handle_datagram = on_rtcp  # type: ignore[method-assign]
+        net.run_until(lambda: False, endpoints, max_time=3.0)
+        return seen, reports
+
+    seen, reports = rembs(None)
+    assert reports >= 2 and len(seen) == reports  # one with each receiver report, from the first one on
+    assert all(r.bitrate == PUBLISHER_REMB and r.ssrcs == (MEDIA_SSRC,) for r in seen)
+    seen, _ = rembs(800_000)  # the room's max_incoming_bitrate
+    assert seen and all(r.bitrate == 800_000 for r in seen)
+    seen, reports = rembs(0)
+    assert reports >= 2 and not seen

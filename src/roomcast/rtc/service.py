@@ -188,6 +188,8 @@ class MediaService:
         if mode != "echo" and router is None:
             router = self.routers[context.room] = Router(context.room, on_tracks_changed=self._tracks_changed)
             router.publisher_feedback = self.transport_cc
+            if self.max_incoming_bitrate:  # the REMB publishers get with each receiver report (sfu/router.py)
+                router.publisher_remb = self.max_incoming_bitrate
         if router is not None and mode == "publish":
             self._check_publish_limits(router, owner, offer)
         media = router.participant(owner, context.identity) if router is not None else None
@@ -236,8 +238,6 @@ class MediaService:
             if mode == "publish":
                 router.attach_publisher(media, owned.transport, negotiated, context.tracks)
                 self._remember_sizes(router, owner, context)
-                if self.max_incoming_bitrate:
-                    router.cap_bitrate(owner, self.max_incoming_bitrate)
             else:
                 router.attach_subscriber(media, owned.transport, negotiated, context.subscriptions)
         self.endpoint.poke(owned.transport)

@@ -47,6 +47,13 @@ from roomcast.wire.twcc import transport_seq_at
 SERVER_SSRC = 1
 NACK_INTERVAL = 0.02
 REPORT_INTERVAL = 1.0
+# The REMB every publisher gets with its receiver reports (draft-alvestrand-rmcat-remb), a ceiling rather than
+# an estimate. Without it a libwebrtc sender that has no transport-cc feedback starts at 300 kbit/s and climbs
+# 8 %/s on receiver reports alone, so its top simulcast layer starts seconds late (a 720p `f` layer after about
+# 20 s); it takes a REMB in its first 2 s without loss as its estimate, so every layer starts at once, and its
+# loss controller on our receiver reports still finds a weaker uplink under it. 5 Mbit/s covers a 1080p
+# camera's three layers (the JS SDK caps them at 3 Mbit/s together) plus audio and a screen share.
+PUBLISHER_REMB = 5_000_000
 
 
 
@@ -95,6 +102,7 @@ class Router:
         self.twcc_at = [-1]
         self.publisher_feedback = False  # answer publishers with transport-cc feedback (off: docs/adaptive.md)
         self.pinned: set[tuple[str, str]] = set()  # (subscriber, track) layers chosen exactly, not allocated
+        self.publisher_remb = PUBLISHER_REMB  # bits/s told to every publisher with its receiver reports; 0: none
 
     # ------------------------------------------------------------------ participants
 
@@ -367,17 +375,16 @@ class Router:
                 media.last_report = now
                 blocks = tuple(layer.report_block(now) for layer in layers)
                 if blocks:
-                    media.publisher.send_rtcp(ReceiverReport(SERVER_SSRC, blocks[:31]).serialize())
+                    report = ReceiverReport(SERVER_SSRC, blocks[:31]).serialize()
+                    remb = self._publisher_remb(media, self.publisher_remb)
+                    media.publisher.send_rtcp(report + remb if remb else report)
                     self.counters["rr_sent"] += 1
 
-    def cap_bitrate(self, owner: str, bitrate: int) -> None:
-        """REMB (draft-alvestrand-rmcat-remb) to hold a publisher under the room's max incoming bitrate."""
-        media = self.participants.get(owner)
-        if media is None or media.publisher is None:
-            return
+    @staticmethod
+    def _publisher_remb(media: ParticipantMedia, bitrate: int) -> bytes:
+        """A REMB of ``bitrate`` for ``media``'s video SSRCs (empty: none known, or ``bitrate`` 0)."""
         ssrcs = tuple(ssrc for ssrc, layer in media.listener.by_ssrc.items() if layer.producer.kind == "video")
-        if ssrcs:
-            media.publisher.send_rtcp(Remb(SERVER_SSRC, bitrate, ssrcs).serialize())
+        return Remb(SERVER_SSRC, bitrate, ssrcs[:255]).serialize() if ssrcs and bitrate > 0 else b""
 
     # ------------------------------------------------------------------ subscribing
 

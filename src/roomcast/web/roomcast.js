@@ -39,9 +39,9 @@
    * lines get `h` and `f` only, under 270 no simulcast: libwebrtc sends at most that many layers at those
    * sizes and would drop the top ones, the full resolution first.
    */
-  // Off until the server's per-subscriber bandwidth estimate drives layer choice: until then a layer
-  // switch only follows the viewer's own setVideoQuality/setVideoDimensions (`{simulcast: true}` opts in).
-  const SIMULCAST_BY_DEFAULT = false;
+  // On by default: the server gives each viewer the layer its bandwidth estimate and shown size allow
+  // (`publish(stream, {simulcast: false})` or `connect(url, token, {simulcast: false})` sends one encoding).
+  const SIMULCAST_BY_DEFAULT = true;
 
   function simulcastLayers(track) {
     const height = (track.getSettings && track.getSettings().height) || 480;
