@@ -52,6 +52,8 @@ from roomcast.signaling.session import SessionLimits, SignalingSession
 from roomcast.signaling.ws import serve_websocket
 from roomcast.turn.credentials import ice_servers as turn_ice_servers
 from roomcast.turn.credentials import mint_turn_credentials
+from roomcast.whip.http import WhipHttp
+from roomcast.whip.service import WhipLimits, WhipService
 
 WEB_DIR = Path(str(resources.files("roomcast") / "web"))
 log = logging.getLogger("roomcast.app")
@@ -253,6 +255,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         app.state.media.max_tracks_per_participant = config.max_tracks_per_participant
         app.state.media.consent_timeout = config.consent_timeout
         app.state.media.transport_cc = config.transport_cc
+        whip.media = app.state.media
+        app.state.media.on_transport = whip.transport_event
         lag_task = asyncio.create_task(metrics.measure_loop_lag())
         trim_task = asyncio.create_task(trim_after_departures(manager.participant_count))
         drain.attach(asyncio.get_running_loop())
@@ -269,17 +273,27 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         finally:
             lag_task.cancel()
             trim_task.cancel()
+            whip.close()
             app.state.media.close()
 
-    def ice_servers(identity: str) -> list[IceServer]:
+    def turn_servers(identity: str) -> list[dict[str, object]]:
         """Short-lived TURN credentials per participant (coturn ``use-auth-secret``), when TURN is configured."""
         if not config.turn_secret:
             return []
         credentials = mint_turn_credentials(config.turn_secret, identity, clock(), config.turn_ttl)
-        servers = turn_ice_servers(
-            config.turn_host, config.turn_port, credentials, tls_port=config.turn_tls_port or None
-        )
-        return [msgspec.convert(s, IceServer) for s in servers]
+        return turn_ice_servers(config.turn_host, config.turn_port, credentials, tls_port=config.turn_tls_port or None)
+
+    def ice_servers(identity: str) -> list[IceServer]:
+        return [msgspec.convert(s, IceServer) for s in turn_servers(identity)]
+
+    whip_limits = WhipLimits(
+        posts_per_second=config.whip_posts_per_second,
+        post_burst=2 * config.whip_posts_per_second,
+        max_sessions=config.max_whip_sessions,
+        connect_timeout=config.whip_connect_timeout,
+    )
+    whip = WhipService(manager, config.keys, None, clock=clock, limits=whip_limits, on_event=metrics.count)
+    whip_http = WhipHttp(whip, body_timeout=config.header_timeout, ice_servers=turn_servers)
 
     connections: collections.Counter[str] = collections.Counter()
 
@@ -353,6 +367,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         Route("/sdk/roomcast.js", page("roomcast.js")),
         Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         *admin.routes(),
+        *whip_http.routes(),
         *(Route(path, page(filename)) for path, filename in PAGES.items()),
     ]
     hosts = HostCheck.from_setting(config.allowed_hosts, dev_mode=config.dev_mode)
@@ -361,5 +376,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     app.state.config = config
     app.state.metrics = metrics
     app.state.drain = drain
+    app.state.whip = whip
     app.state.guard = guard  # the server's protocol classes enforce it (app/cli.py)
     return app

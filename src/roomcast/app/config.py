@@ -60,6 +60,11 @@ class Config:
     max_sockets_per_ip: int = 256  # per source IP (IPv6: per /64); behind a reverse proxy use 0 (no limit)
     header_timeout: float = 10.0  # a request head, or a WebSocket handshake, must arrive within this
     allowed_hosts: str = ""  # comma-separated Host names ("*.example.com", "*"); empty: see app/http_policy.py
+    # WHIP/WHEP (docs/whip.md): session POSTs per second per client (burst twice that), sessions on this node,
+    # and how long a session may wait for its ICE to connect before it is ended
+    whip_posts_per_second: float = 5.0
+    max_whip_sessions: int = 1000
+    whip_connect_timeout: float = 20.0
     metrics_token: str = ""  # when set, GET /metrics needs "Authorization: Bearer <it>" (env/TOML only)
     dev_mode: bool = field(default=False)
 

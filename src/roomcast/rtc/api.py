@@ -29,6 +29,9 @@ class OfferContext:
     # the room's data rules (rooms.DataAuthorizer), so data channels and the signaling socket share one policy
     # and one set of per-topic rate buckets
     data_rules: Callable[[str, str | None, bool, float], tuple[str, str] | None] | None = None
+    # ``$subscribe`` for a client that cannot renegotiate (WHEP): every audio/video m-line it receives is
+    # answered sendonly with our SSRCs and one stream id, so other producers can be put behind it later
+    send_all: bool = False
 
 
 @dataclass(frozen=True, slots=True)

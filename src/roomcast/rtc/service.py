@@ -118,6 +118,9 @@ class MediaService:
     wall_clock: Callable[[], float] = time.time
     retired: Counter[str] = field(default_factory=Counter)  # counters of closed connections
     on_tracks_changed: Callable[[str, list[PublishedTrack]], None] = lambda room, tracks: None
+    # (owner, target, up): a transport connected (True) or failed (False); adapters without a socket of
+    # their own (WHIP/WHEP) learn from it that their participant's media came up or went away
+    on_transport: Callable[[str, str, bool], None] = lambda owner, target, up: None
     max_incoming_bitrate: int = 0
     max_publishers: int = 0  # per room; 0 = no limit
     max_tracks_per_participant: int = 8
@@ -202,6 +205,12 @@ class MediaService:
                 if producer is not None and producer.owner != owner and sid not in wanted:
                     wanted.add(sid)
                     send_tracks[mid] = SendTrack(producer.identity, producer.sid)
+        if mode == "subscribe" and context.send_all:
+            send_tracks = {
+                m.mid: SendTrack("roomcast", f"{m.kind}-{m.mid}")
+                for m in offer.media
+                if m.kind in ("audio", "video") and m.port and m.mid is not None
+            }
         params = AnswerParams(
             ice_ufrag=ufrag,
             ice_pwd=pwd,
@@ -493,6 +502,7 @@ class MediaService:
         while (event := transport.poll_event()) is not None:
             if isinstance(event, TransportConnected):
                 owned.connected = True
+                self.on_transport(owner, target, True)
                 log.info("media %s/%s connected from %s (%s)", owner, target, event.remote, event.srtp_profile)
             elif isinstance(event, TransportIceRestarted):
                 self.endpoint.retire_ufrag(transport, event.retired_ufrag, keep=event.remote)
@@ -509,6 +519,7 @@ class MediaService:
                     self.close_owner(owner)
                 else:
                     self.close_endpoint(owner, target)
+                self.on_transport(owner, target, False)
                 return
         router = self.routers.get(owned.room)
         if router is not None:
