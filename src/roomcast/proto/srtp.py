@@ -17,6 +17,9 @@ largest possible trailer (16-byte tag + 128-byte MKI), so on its own it refuses 
 bytes, which is below what encoders send (GStreamer's payloaders fill 1400-byte packets). Each session
 gets a larger buffer here instead: any SRTP packet of up to :data:`MAX_SRTP_PACKET` bytes is accepted,
 and anything accepted can be protected again for forwarding, even grown by RTX's 2-byte OSN.
+:attr:`SrtpContext.native_protect` hands the same ``srtp_t`` and libsrtp's ``srtp_protect`` (as addresses)
+to native code that protects in its own buffers (:mod:`roomcast.runtime.sendmmsg`), only while
+``srtp_protect`` has the libsrtp 2 signature that code calls it with.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class SrtpError(ValueError):
 
 _REWRITE = struct.Struct("!BHII")  # byte 1 (marker | payload type), sequence number, timestamp, SSRC
 _TWCC = struct.Struct("!BH")  # a one-byte header extension element: id << 4 | (length - 1), 2-byte value
+_PROTECT_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"  # libsrtp 2.x
 
 
 def _enlarge(session: Session) -> None:
@@ -68,7 +72,7 @@ def _enlarge(session: Session) -> None:
 class _InPlace:
     """pylibsrtp's own buffer and libsrtp's protect function, for protecting without copies."""
 
-    __slots__ = ("buffer", "cdata", "length", "limit", "protect", "srtp")
+    __slots__ = ("buffer", "cdata", "length", "limit", "native", "protect", "srtp")
 
     def __init__(self, session: Session) -> None:
         from pylibsrtp._binding import ffi, lib  # private: only here, with a fallback
@@ -79,6 +83,10 @@ class _InPlace:
         self.protect: Any = lib.srtp_protect
         self.length: Any = ffi.new("int *")
         self.limit = len(self.cdata) - SRTP_MAX_TRAILER_LEN
+        self.native: tuple[int, int, int] | None = None
+        if ffi.typeof(lib.srtp_protect).cname == _PROTECT_SIGNATURE:
+            fn, ctx = int(ffi.cast("uintptr_t", lib.srtp_protect)), int(ffi.cast("uintptr_t", self.srtp))
+            self.native = (fn, ctx, self.limit)
 
     @classmethod
     def of(cls, session: Session) -> _InPlace | None:
@@ -92,7 +100,7 @@ class SrtpContext:
     """SRTP for one DTLS association: ``local_key`` protects what we send, ``remote_key`` checks what
     we receive (both key || salt, as :class:`roomcast.proto.dtls.HandshakeComplete` gives them)."""
 
-    __slots__ = ("_in_place", "_rx", "_tx", "profile")
+    __slots__ = ("_in_place", "_rx", "_tx", "native_protect", "profile")
 
     def __init__(self, profile: str, local_key: bytes, remote_key: bytes) -> None:
         spec = _PROFILES.get(profile)
@@ -116,6 +124,9 @@ class SrtpContext:
         except (Error, ValueError, TypeError) as exc:
             raise SrtpError(f"cannot create SRTP session: {exc}") from None
         self._in_place = _InPlace.of(self._tx)
+        self.native_protect: tuple[int, int, int] | None = None if self._in_place is None else self._in_place.native
+        """``(address of srtp_protect, address of the outbound srtp_t, largest RTP packet it protects in
+        place)``, valid while this context lives."""
 
     def protect(self, rtp: Packet) -> bytes:
         """RTP -> SRTP. The same packet may be protected again (retransmission)."""

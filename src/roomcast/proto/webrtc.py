@@ -74,6 +74,9 @@ class TransportIceRestarted:
 TransportEvent = TransportConnected | TransportFailed | TransportDataIn | TransportSctp | TransportIceRestarted
 
 PacketHandler = Callable[[bytes], None]
+BatchRewritten = Callable[[SrtpContext, bytes | bytearray, int, int, int, int, int, int, Addr], bool]
+"""``(srtp, packet, b1, seq, ts, ssrc, twcc_at, twcc, remote)``: the runtime protects ``packet`` rewritten as
+:meth:`SrtpContext.protect_rewritten` would and queues it for ``remote`` (True), or declines (False)."""
 
 
 def _ignore(_: bytes) -> None:
@@ -121,6 +124,9 @@ class WebRtcTransport:
         # Set by the runtime: send a datagram at once. Media forwarded from *another* connection's input
         # then leaves immediately instead of waiting for this connection's next poll (hot path).
         self.direct_send: Callable[[bytes, Addr], None] | None = None
+        # Set by the runtime when it batches sends (``sendmmsg``): it protects and queues a forwarded packet
+        # itself and returns True, or returns False and the packet takes the path below.
+        self.batch_rewritten: BatchRewritten | None = None
         self.on_rtcp: PacketHandler = _ignore
         self.counters: Counter[str] = Counter()
         self.sctp = sctp  # data channels ride on DTLS application data (RFC 8261)
@@ -238,12 +244,15 @@ class WebRtcTransport:
             self.counters["send_before_connected"] += 1
             return
         at = self.twcc_at[0]
+        if at >= 0 and self.twcc is not None:
+            twcc = self.twcc_id << 16 | self.twcc.on_packet_sent(len(packet) + SRTP_OVERHEAD, self.now)
+        else:
+            at = twcc = 0  # twcc_at 0: no transport-wide number to write
         try:
-            if at >= 0 and self.twcc is not None:
-                tseq = self.twcc.on_packet_sent(len(packet) + SRTP_OVERHEAD, self.now)
-                data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc, at, self.twcc_id << 16 | tseq)
-            else:
-                data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc)
+            batch = self.batch_rewritten
+            if batch is not None and batch(self.srtp, packet, b1, seq, ts, ssrc, at, twcc, self.remote):
+                return
+            data = self.srtp.protect_rewritten(packet, b1, seq, ts, ssrc, at, twcc)
         except SrtpError:  # this subscriber misses the packet; the fan-out to the others goes on
             self.counters["srtp_protect_failed"] += 1
             return
@@ -297,7 +306,7 @@ class WebRtcTransport:
         # Owners hook closures that reference themselves (and us) into these: drop them so a closed
         # transport and what it reaches are freed by reference counting, not left to the cyclic GC.
         self.on_rtp = self.on_rtcp = _ignore
-        self.direct_send = None
+        self.direct_send = self.batch_rewritten = None
 
     # ------------------------------------------------------------------ internals
 

@@ -20,6 +20,9 @@ from collections.abc import Callable
 from typing import Protocol, cast
 
 from roomcast.proto.common import Addr, Transmit
+from roomcast.proto.srtp import SrtpContext
+from roomcast.proto.webrtc import BatchRewritten
+from roomcast.runtime import sendmmsg
 from roomcast.wire.stun import is_stun, peek_username
 
 log = logging.getLogger("roomcast.runtime")
@@ -43,8 +46,14 @@ class Connection(Protocol):
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, clock: Callable[[], float] = time.monotonic, new_address_rate: float = 50.0) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, new_address_rate: float = 50.0, batched: bool | None = None
+    ) -> None:
         self.clock = clock
+        # sendmmsg batches (None: whenever the native helper is built and ROOMCAST_SENDMMSG is not 0)
+        self.batched = sendmmsg.enabled() if batched is None else batched
+        self.batch: sendmmsg.DatagramBatch | None = None  # made once the socket exists
+        self._queueing = False  # inside one input: sends go to the batch
         # STUN from addresses we do not know yet costs an HMAC per check: at most this many *failing*
         # checks per second per source IP (burst twice that), so a flood cannot buy unbounded CPU
         # (docs/security.md: bounded cost). Only a check that validates its address (MESSAGE-INTEGRITY passed and a
@@ -68,9 +77,13 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def bind(cls, host: str, port: int, clock: Callable[[], float] = time.monotonic) -> UdpEndpoint:
+    async def bind(
+        cls, host: str, port: int, clock: Callable[[], float] = time.monotonic, batched: bool | None = None
+    ) -> UdpEndpoint:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(lambda: cls(clock), local_addr=(host, port))
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda: cls(clock, batched=batched), local_addr=(host, port)
+        )
         return protocol
 
     @property
@@ -86,6 +99,10 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        if self.batched and sock is not None and sendmmsg.native is not None:
+            self.batch = sendmmsg.DatagramBatch(self.transport, self.drops)
+        else:
+            self.batched = False
 
     def close(self) -> None:
         for conn in list(self._ufrags):
@@ -102,6 +119,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._addrs[conn] = set()
         if hasattr(conn, "direct_send"):
             conn.direct_send = self._direct_send
+        if self.batch is not None and hasattr(conn, "batch_rewritten"):
+            conn.batch_rewritten = self._batch_sender(conn)
         self._listeners[conn] = on_activity
         self._schedule(conn)
 
@@ -128,6 +147,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
                     del self.by_addr[addr]
 
     def remove(self, conn: Connection) -> None:
+        if getattr(conn, "batch_rewritten", None) is not None:
+            conn.batch_rewritten = None  # type: ignore[attr-defined]  # it holds conn: no cycle left behind
         for ufrag in self._ufrags.pop(conn, {conn.local_ufrag}):
             if self.by_ufrag.get(ufrag) is conn:
                 del self.by_ufrag[ufrag]
@@ -143,6 +164,18 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     # ------------------------------------------------------------------ input
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        batch = self.batch
+        if batch is None:
+            self._datagram(data, addr)
+            return
+        self._queueing = True
+        try:
+            self._datagram(data, addr)
+        finally:
+            self._queueing = False
+            batch.flush()
+
+    def _datagram(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         remote: Addr = (str(addr[0]), int(addr[1]))
         self.datagrams_in += 1
         conn = self.by_addr.get(remote)
@@ -212,20 +245,48 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._schedule(conn)
 
     def _direct_send(self, data: bytes, remote: Addr) -> None:
-        if self.transport is not None:
+        if self._queueing:
+            self.batch.add(data, remote)  # type: ignore[union-attr]  # queueing only with a batch
+            self.datagrams_out += 1
+        elif self.transport is not None:
             self.transport.sendto(data, remote)
             self.datagrams_out += 1
+
+    def _batch_sender(self, conn: Connection) -> BatchRewritten:
+        """``conn``'s forwarded packets, protected straight into the batch while an input is handled; ``False``
+        (the transport protects and sends itself) outside one, or towards a remote ``conn`` reaches by ICE-TCP."""
+        streams = self.streams
+        batch = self.batch
+        assert batch is not None
+
+        def batch_rewritten(
+            srtp: SrtpContext, packet: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int, at: int, twcc: int,
+            remote: Addr,
+        ) -> bool:
+            if not self._queueing:
+                return False
+            routes = streams.get(conn)
+            if routes is not None and remote in routes:
+                return False
+            if batch.add_rewritten(srtp, packet, b1, seq, ts, ssrc, at, twcc, remote):
+                self.datagrams_out += 1
+                return True
+            return False
+
+        return batch_rewritten
 
     def flush(self, conn: Connection) -> None:
         transport = self.transport
         if transport is None:
             return
         streams = self.streams.get(conn)
+        # while one input is handled: behind what it already queued (the order on the wire is the order of sending)
+        send = self.batch.add if self._queueing else transport.sendto  # type: ignore[union-attr]
         while (item := conn.poll_transmit()) is not None:
             if streams is not None and (stream := streams.get(item.remote)) is not None:
                 stream(item.data)
                 continue
-            transport.sendto(item.data, item.remote)
+            send(item.data, item.remote)
             self.datagrams_out += 1
 
     def _schedule(self, conn: Connection) -> None:
@@ -245,6 +306,18 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._timers[conn] = (when, loop.call_at(loop.time() + delay, self._on_timer, conn))
 
     def _on_timer(self, conn: Connection) -> None:
+        batch = self.batch
+        if batch is None:
+            self._timer(conn)
+            return
+        self._queueing = True
+        try:
+            self._timer(conn)
+        finally:
+            self._queueing = False
+            batch.flush()
+
+    def _timer(self, conn: Connection) -> None:
         self._timers.pop(conn, None)
         if conn not in self._listeners:
             return
