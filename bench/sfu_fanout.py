@@ -28,12 +28,11 @@ from roomcast.sdk.client import Publication, Room
 class RoomcastTarget:
     """``roomcast serve`` as a subprocess; bots join with dev tokens over its signaling socket."""
 
-    name = "roomcast"
-
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, name: str = "roomcast", env: dict[str, str] | None = None) -> None:
+        self.name = name
         workdir.mkdir(parents=True, exist_ok=True)
         self.server = ServerProcess(
-            workdir, env={"ROOMCAST_MAX_PARTICIPANTS": "2000", "ROOMCAST_MAX_CONNECTIONS_PER_IP": "0"}
+            workdir, env={"ROOMCAST_MAX_PARTICIPANTS": "2000", "ROOMCAST_MAX_CONNECTIONS_PER_IP": "0", **(env or {})}
         )
         self.room = ""
         self.clients: list[Room] = []

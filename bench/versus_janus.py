@@ -181,16 +181,25 @@ async def main() -> None:
     parser.add_argument("--subscribers", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--json", type=Path, help="also write every result to this file")
+    parser.add_argument(
+        "--sendto", action="store_true", help="also Roomcast without its sendmmsg batches (ROOMCAST_SENDMMSG=0)"
+    )
+    parser.add_argument("--no-janus", action="store_true", help="Roomcast only (with --sendto: before/after)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="roomcast-vs-janus-"))
     roomcast = RoomcastTarget(workdir / "roomcast")
-    janus_default = JanusTarget("janus", workdir / "janus", 0, (20000, 29999))
-    janus_loops = JanusTarget("janus-loops2", workdir / "janus-loops2", 2, (30000, 39999))
-    targets: list[RoomcastTarget | JanusTarget] = [roomcast, janus_default, janus_loops]
+    targets: list[RoomcastTarget | JanusTarget] = [roomcast]
+    if args.sendto:
+        targets.append(RoomcastTarget(workdir / "roomcast-sendto", "roomcast-sendto", {"ROOMCAST_SENDMMSG": "0"}))
+    janus: list[JanusTarget] = []
+    if not args.no_janus:
+        janus.append(JanusTarget("janus", workdir / "janus", 0, (20000, 29999)))
+        janus.append(JanusTarget("janus-loops2", workdir / "janus-loops2", 2, (30000, 39999)))
+    targets.extend(janus)
     results: list[Result] = []
     try:
-        janus_default.janus.wait_ready()
-        janus_loops.janus.wait_ready()
+        for peer in janus:
+            peer.janus.wait_ready()
         print(HEADER)
         for n in args.subscribers:
             per_n = {}
