@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     _token_parser(sub)
     sub.add_parser("bench", help="measure the forwarding hot path (µs per forwarded packet)", add_help=False)
     sub.add_parser("turn-config", help="write a coturn config with secure defaults", add_help=False)
+    sub.add_parser(
+        "doctor", help="check from here why a call cannot connect (DNS, TLS, signaling, ICE, TURN)", add_help=False
+    )
     sub.add_parser("load", help="load-test a server with real bots and write a report", add_help=False)
     sub.add_parser("iot", help="run an IoT device agent (camera, telemetry, remote control)", add_help=False)
     return parser
@@ -269,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from roomcast.tools.iot import iot_main
 
         return iot_main(argv[1:])
+    if argv[:1] == ["doctor"]:
+        from roomcast.tools.doctor import doctor_main
+
+        return doctor_main(argv[1:])
     if argv[:1] == ["load"]:
         from roomcast.tools.load import load_main
 

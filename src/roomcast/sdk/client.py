@@ -262,6 +262,7 @@ class Room:
         self.ws = ws
         self.ice_transport = ice_transport  # "udp", or "tcp": ICE over TCP to the server's passive candidate
         self.tcp_address: tuple[str, int] | None = None  # connect there instead of the announced TCP candidate
+        self.media_timeout = 15.0  # seconds for a media connection's ICE and DTLS to complete
         self.joined = joined
         self.identity: str = joined["participant"]["identity"]
         self.host = host
@@ -354,7 +355,7 @@ class Room:
             loop = asyncio.get_running_loop()
             _, conn = await loop.create_datagram_endpoint(lambda: MediaConnection(rtc), local_addr=(self.host, 0))
         self.connections.append(conn)
-        await asyncio.wait_for(conn.connected, 15)
+        await asyncio.wait_for(conn.connected, self.media_timeout)
         return conn, answer
 
     async def publish(self, kinds: list[str], video_codec: str = "vp8") -> Publication:
