@@ -62,7 +62,7 @@ def run(profile: str, subscribers: int, packets: int, size: int, send: bool, bat
         batch = sendmmsg.native.Batch(socket.AF_INET)
 
     def batch_sender(ctx: SrtpContext) -> RewritingSender:
-        add, (fn, srtp) = batch.add_rewritten, ctx.native_protect or (0, 0)
+        add, (fn, srtp, _) = batch.add_rewritten, ctx.native_protect or (0, 0, 0)
         host, port = target
 
         def send_packet(pkt: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int) -> None:
