@@ -264,3 +264,24 @@ async def test_a_burst_of_posts_is_refused_with_429_and_leaks_nothing(flood_serv
     assert participants(server, room) == []
     assert metric(server, "roomcast_media_transports") == base_transports
     print(f"burst: 1000 POSTs in {elapsed:.2f}s ({1000 / elapsed:.0f}/s), {dict(statuses)}")
+
+
+def test_whep_answers_every_mline_sendonly_even_before_a_publisher(whip_server: ServerProcess) -> None:
+    """WHEP cannot renegotiate: the answer must already carry our SSRCs on every m-line, so a publisher
+    arriving later is put behind them (docs/whip.md)."""
+    room = new_room(whip_server)
+    recv_offer = OFFER.replace("a=sendonly", "a=recvonly")
+    viewer = mint(whip_server, room, "viewer", can_publish=False)
+    headers = {**SDP, **bearer(viewer)}
+    problem(httpx.post(f"{whip_server.base}/whep/{room}", content=OFFER, headers=headers), 422, "no_media")
+    no_sub = mint(whip_server, room, "blind", can_subscribe=False)
+    res = httpx.post(f"{whip_server.base}/whep/{room}", content=recv_offer, headers={**SDP, **bearer(no_sub)})
+    problem(res, 403, "permission_denied")
+    res = httpx.post(f"{whip_server.base}/whep/{room}", content=recv_offer, headers=headers)
+    assert res.status_code == 201, res.text
+    assert res.text.count("a=sendonly") == 2 and res.text.count("msid:roomcast ") >= 2, res.text
+    assert res.headers["location"].startswith(f"/whep/{room}/sessions/")
+    as_whip = whip_server.base + res.headers["location"].replace("/whep/", "/whip/", 1)
+    problem(httpx.delete(as_whip, headers=bearer(viewer)), 404, "unknown_session")  # a WHEP id is not WHIP's
+    assert httpx.delete(whip_server.base + res.headers["location"], headers=bearer(viewer)).status_code == 200
+    assert participants(whip_server, room) == []

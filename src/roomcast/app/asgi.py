@@ -66,6 +66,7 @@ PAGES = {
     "/iot": "iot.html",
     "/live": "live.html",
     "/classroom": "classroom.html",
+    "/watch": "watch.html",
 }
 
 
