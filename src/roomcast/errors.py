@@ -72,6 +72,9 @@ CODES: Final[dict[str, tuple[int, str]]] = {
     "body_too_large": (413, "the request body is over the size limit"),
     "body_timeout": (408, "the request body did not arrive in time"),
     "invalid_host": (400, "the Host header is not one of the allowed hosts"),
+    # the LiveKit adapter (livekit/): sent as RequestResponse messages, "code: reason"
+    "unsupported_request": (501, "a LiveKit request this server does not carry out (docs/livekit.md)"),
+    "unknown_message": (400, "an empty or unknown LiveKit SignalRequest"),
     # raised by the clients themselves (sdk/, web/roomcast.js, web/page.js)
     "connection_failed": (502, "the signaling or media connection failed"),
     "connection_timeout": (504, "the media connection was not established in time"),

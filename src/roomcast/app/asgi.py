@@ -13,6 +13,10 @@ from importlib import resources
 from pathlib import Path
 
 import msgspec
+from livekit.protocol.models import DisconnectReason as LkDisconnect
+from livekit.protocol.rtc import ICEServer as LkIceServer
+from livekit.protocol.rtc import LeaveRequest as LkLeave
+from livekit.protocol.rtc import SignalResponse as LkSignalResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -40,6 +44,8 @@ from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
 from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
 from roomcast.app.object_metrics import ObjectCollector
 from roomcast.apps.rules import DataRules
+from roomcast.livekit.session import LiveKitSession
+from roomcast.livekit.ws import serve_livekit, validate
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import PublisherLayersEvent
 from roomcast.rooms.resume import ResumeRegistry
@@ -303,8 +309,29 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         await ws.send_text(msgspec.json.encode(Error(code=code, message=message, fatal=True)).decode())
         await ws.close(close_code, code)
 
+    def livekit_session(client: str, media: MediaService | None) -> LiveKitSession:
+        def lk_ice_servers(identity: str) -> list[LkIceServer]:
+            servers = ice_servers(identity)
+            return [LkIceServer(urls=s.urls, username=s.username or "", credential=s.credential or "") for s in servers]
+
+        return LiveKitSession(
+            manager, config.keys, clock, media, lk_ice_servers, client_host=client, on_event=metrics.count
+        )
+
+    async def livekit_validate(request: Request) -> Response:
+        return await validate(request, livekit_session("", None))
+
     async def rtc(ws: WebSocket) -> None:
+        """``/rtc`` (Roomcast's JSON clients; LiveKit clients' older dual peer connection path, refused with a
+        reason) and ``/rtc/v1`` (LiveKit clients: protobuf, one peer connection)."""
         client = client_key(ws.client.host) if ws.client else "?"  # IPv6 counted per /64
+        livekit = ws.url.path.endswith("/v1")
+        if not livekit and ("sdk" in ws.query_params or "protocol" in ws.query_params):
+            metrics.count("livekit_v0_refused")
+            await ws.accept()
+            await ws.send_bytes(LkSignalResponse(leave=LkLeave(reason=LkDisconnect.JOIN_FAILURE)).SerializeToString())
+            await ws.close(1008, "unsupported: LiveKit's dual peer connection path; use singlePeerConnection")
+            return
         if drain.active:
             metrics.count("refused_draining")
             await refuse(ws, "server_shutting_down", "this server is shutting down; join again shortly", 1013)
@@ -315,6 +342,14 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
             return
         connections[client] += 1
         try:
+            if livekit:
+                lk = livekit_session(client, ws.app.state.media)
+                drain.add(lk)
+                try:
+                    await serve_livekit(ws, lk)
+                finally:
+                    drain.discard(lk)
+                return
             session = SignalingSession(
                 manager,
                 config.keys,
@@ -365,6 +400,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
         Route("/healthz", healthz),
         Route("/metrics", prometheus),
         WebSocketRoute("/rtc", rtc),
+        WebSocketRoute("/rtc/v1", rtc),
+        Route("/rtc/validate", livekit_validate),
+        Route("/rtc/v1/validate", livekit_validate),
         Route("/sdk/roomcast.js", page("roomcast.js")),
         Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         *admin.routes(),

@@ -3,6 +3,8 @@
 Claims: ``iss`` (API key that signed it), ``sub`` (identity), ``exp`` (required), ``nbf``, ``jti``,
 ``name``, ``metadata`` and ``grants`` (room, canPublish, canSubscribe, canPublishData, roomAdmin, hidden).
 Only HS256 is accepted, so ``alg: none`` and algorithm-confusion tokens are refused by construction.
+LiveKit-format tokens (their ``video`` grant instead of ``grants``, as ``livekit-api``'s ``AccessToken`` mints
+them) signed with our key and secret are accepted too and mapped onto the same :class:`Grants`.
 """
 
 from __future__ import annotations
@@ -77,6 +79,20 @@ class Grants:
             room_admin=flag("roomAdmin", False),
             hidden=flag("hidden", False),
         )
+
+    @classmethod
+    def from_livekit_video(cls, video: Mapping[str, Any]) -> Grants:
+        """LiveKit's ``video`` grant. Its unset permissions default to allowed (LiveKit's ``*bool`` nil), and
+        a token without ``roomJoin`` is refused here: it only manages rooms on LiveKit (its Twirp API), and
+        mapping it onto a join-any-room grant would widen it."""
+        if video.get("roomJoin") is not True:
+            raise TokenError("missing_grant", "LiveKit token lacks the video.roomJoin grant")
+        claims = {key: video.get(key) for key in ("room", "canPublish", "canSubscribe", "canPublishData", "hidden")}
+        claims["roomAdmin"] = video.get("roomAdmin", False)
+        grants = cls.from_claims({k: v for k, v in claims.items() if v is not None})
+        if not grants.room:
+            raise TokenError("missing_grant", "LiveKit token's video grant names no room")
+        return grants
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +218,16 @@ def verify(token: str, keys: Mapping[str, str], *, now: float, leeway: float = 5
     raw_grants = claims.get("grants", {})
     if not isinstance(raw_grants, dict):
         raise TokenError("invalid_token", "claim 'grants' must be an object")
+    video = claims.get("video")
+    if "grants" not in claims and video is not None and not isinstance(video, dict):
+        raise TokenError("invalid_token", "claim 'video' must be an object")
     name = claims.get("name", identity)
     metadata = claims.get("metadata")
     return AccessToken(
         api_key=api_key,
         identity=identity,
         name=name if isinstance(name, str) and name else identity,
-        grants=Grants.from_claims(raw_grants),
+        grants=Grants.from_livekit_video(video) if "grants" not in claims and video else Grants.from_claims(raw_grants),
         expires_at=float(exp),
         token_id=str(claims.get("jti", "")),
         metadata=metadata if isinstance(metadata, str) else None,

@@ -13,7 +13,9 @@ from typing import Protocol
 from roomcast.errors import CodedError
 from roomcast.rooms.model import PublishedTrack
 
-SERVER_TARGETS = frozenset({"$echo", "$publish", "$subscribe", "$data"})
+SERVER_TARGETS = frozenset({"$echo", "$publish", "$subscribe", "$data", "$peer"})
+# ``$peer``: one peer connection that publishes, subscribes and carries data channels, every negotiation offered
+# by the client (LiveKit's single peer connection); what it sends is ``OfferContext.subscriptions``.
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,11 @@ class OfferContext:
     # ``$subscribe`` for a client that cannot renegotiate (WHEP): every audio/video m-line it receives is
     # answered sendonly with our SSRCs and one stream id, so other producers can be put behind it later
     send_all: bool = False
+    can_publish: bool = True  # ``$peer`` receives nothing without it (its sending m-lines are answered inactive)
+    track_sids: dict[str, str] = field(default_factory=dict)  # offer's msid track id -> sid announced already
+    # the msid stream id of a track we send; ``{owner}|{track}`` is what LiveKit clients read
+    stream_id: str = "{identity}"
+    data_labels: tuple[str, ...] = ()  # ``$peer``: the data channels its association accepts, one of each
 
 
 @dataclass(frozen=True, slots=True)

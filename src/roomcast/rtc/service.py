@@ -30,6 +30,7 @@ from roomcast.proto.webrtc import (
 from roomcast.rooms.model import PublishedTrack
 from roomcast.rtc.api import MediaError, OfferContext, TrackSettings
 from roomcast.rtc.dynacast import Dynacast
+from roomcast.rtc.peer import peer_direction
 from roomcast.rtc.preferences import wanted_layer
 from roomcast.runtime.tcp import MediaEndpoint, TcpEndpoint, TcpLimits
 from roomcast.runtime.udp import UdpEndpoint
@@ -42,7 +43,13 @@ from roomcast.wire.sdp import SessionDescription
 log = logging.getLogger("roomcast.media")
 
 MAX_ENDPOINTS_PER_OWNER = 4
-_MODES: dict[str, Mode] = {"$echo": "echo", "$publish": "publish", "$subscribe": "subscribe", "$data": "publish"}
+_MODES: dict[str, Mode] = {
+    "$echo": "echo",
+    "$publish": "publish",
+    "$subscribe": "subscribe",
+    "$data": "publish",
+    "$peer": "publish",  # and subscribe, on the same transport (rtc/peer.py)
+}
 MAX_MESSAGE_SIZE = 262144
 
 
@@ -197,14 +204,18 @@ class MediaService:
             self._check_publish_limits(router, owner, offer)
         media = router.participant(owner, context.identity) if router is not None else None
         send_tracks: dict[str, SendTrack] = {}
-        if router is not None and mode == "subscribe":
+        peer = target == "$peer"
+        if router is not None and (mode == "subscribe" or peer) and context.can_subscribe:
             wanted: set[str] = set()
             for mid, sid in context.subscriptions.items():
                 producer = router.producers.get(sid)
                 # one consumer per producer: 64 m-lines naming one track get it once, the rest stay inactive
                 if producer is not None and producer.owner != owner and sid not in wanted:
                     wanted.add(sid)
-                    send_tracks[mid] = SendTrack(producer.identity, producer.sid)
+                    stream = context.stream_id.format(
+                        identity=producer.identity, owner=producer.owner, track=producer.sid
+                    )
+                    send_tracks[mid] = SendTrack(stream, producer.sid)
         if mode == "subscribe" and context.send_all:
             send_tracks = {
                 m.mid: SendTrack("roomcast", f"{m.kind}-{m.mid}")
@@ -220,7 +231,9 @@ class MediaService:
             mode=mode,
             send_tracks=send_tracks,
             send_ssrcs=dict(media.send_ssrcs) if media is not None else {},
-            data_channels=False,
+            data_channels=peer,
+            max_message_size=MAX_MESSAGE_SIZE,
+            direction=peer_direction(send_tracks, context.can_publish) if peer else None,
             # transport-cc on SFU connections: the router answers publishers' packets with feedback and
             # estimates each subscriber's bandwidth from theirs (sfu/congestion.py)
             codecs=self._codecs if mode != "echo" else CodecPolicy(),
@@ -237,7 +250,8 @@ class MediaService:
             if restart:
                 self._restart_ice(owned, negotiated, ufrag, pwd)
         else:
-            owned = self._new_transport(owner, target, context.room, negotiated, ufrag, pwd)
+            sctp = self._peer_association(context) if peer and negotiated.data_mid is not None else None
+            owned = self._new_transport(owner, target, context.room, negotiated, ufrag, pwd, sctp=sctp)
         if mode == "echo":
             owned.echo = EchoSession(owned.transport, negotiated)
         elif router is not None and media is not None:
@@ -245,9 +259,9 @@ class MediaService:
                 if m.send_ssrc is not None:
                     media.send_ssrcs[m.mid] = (m.send_ssrc, m.send_rtx_ssrc)
             if mode == "publish":
-                router.attach_publisher(media, owned.transport, negotiated, context.tracks)
+                router.attach_publisher(media, owned.transport, negotiated, context.tracks, context.track_sids)
                 self._remember_sizes(router, owner, context)
-            else:
+            if mode == "subscribe" or peer:
                 router.attach_subscriber(media, owned.transport, negotiated, context.subscriptions)
         self.endpoint.poke(owned.transport)
         return negotiated.answer.serialize()
@@ -312,6 +326,19 @@ class MediaService:
         )
         self.endpoint.poke(existing.transport)
         return negotiated.answer.serialize()
+
+    @staticmethod
+    def _peer_association(context: OfferContext) -> SctpAssociation:
+        """``$peer``'s data channels: the labels its adapter names, one of each."""
+        limits = {label: 1 for label in context.data_labels}
+        return SctpAssociation(
+            "server",
+            max_message_size=MAX_MESSAGE_SIZE,
+            max_buffered=SEND_BUFFER,
+            max_chunks=SEND_CHUNKS,
+            channel_limits=limits,
+            max_channels=len(limits),
+        )
 
     def _check_publish_limits(self, router: Router, owner: str, offer: SessionDescription) -> None:
         sending = sum(
@@ -412,6 +439,13 @@ class MediaService:
         return router.mute_owner(owner, muted) if router is not None else 0
 
     def stop_publishing(self, owner: str) -> None:
+        peer = self.owners.get(owner, {}).get("$peer")
+        if peer is not None:  # one connection both ways: its tracks end, it keeps subscribing
+            router = self.routers.get(peer.room)
+            if router is not None:
+                router.remove_publisher(owner)
+                self._announce_now(peer.room)
+            return
         owned = self.owners.get(owner, {}).get("$publish")
         if owned is None:
             return
@@ -513,7 +547,7 @@ class MediaService:
                     data.on_event(owner, event.event, self.clock())
             elif isinstance(event, TransportFailed):
                 log.info("media %s/%s failed: %s", owner, target, event.reason)
-                if target in ("$publish", "$subscribe"):
+                if target in ("$publish", "$subscribe", "$peer"):
                     # close_owner finds the rooms through the owner's endpoints: this one must still be
                     # listed, or its router would keep the dead producers (docs/faults.md F1)
                     self.close_owner(owner)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from roomcast.proto.bwe.gcc import GccEstimator
@@ -147,10 +147,13 @@ class Router:
         transport: WebRtcTransport,
         negotiated: NegotiatedAnswer,
         metadata: dict[str, tuple[str, str]],
+        sids: Mapping[str, str] | None = None,
     ) -> None:
         """(Re)negotiated publisher transport: a producer per receiving m-line.
 
-        ``metadata`` maps the offer's msid track ids to (source, name)."""
+        ``metadata`` maps the offer's msid track ids to (source, name); ``sids`` to the track sid the adapter
+        announced already (LiveKit clients learn a track's sid before they offer it), else a new one. The
+        transport may be this participant's subscriber transport too (one peer connection both ways)."""
         media.publisher = transport
         twcc_id = _twcc_ext_id(negotiated)
         media.twcc_ext_id = twcc_id
@@ -160,7 +163,7 @@ class Router:
         else:
             media.publisher_feedback = None
         transport.on_rtp = lambda pkt: self._on_publisher_rtp(media, pkt)
-        transport.on_rtcp = lambda pkt: self._on_publisher_rtcp(media, pkt)
+        transport.on_rtcp = self._rtcp_handler(media, transport)
         changed = False
         seen: set[str] = set()
         for m in negotiated.media:
@@ -172,8 +175,9 @@ class Router:
             source, name = metadata.get(m.remote_track_id or "", ("", ""))
             if not source:
                 source = "microphone" if m.kind == "audio" else "camera"
+            wanted_sid = (sids or {}).get(m.remote_track_id or "", "")
             producer = Producer(
-                sid="TR_" + secrets.token_hex(6),
+                sid=wanted_sid if wanted_sid and wanted_sid not in self.producers else "TR_" + secrets.token_hex(6),
                 owner=media.owner,
                 identity=media.identity,
                 kind=m.kind,
@@ -195,6 +199,21 @@ class Router:
         media.listener.index_payload_types(negotiated.media)
         if changed:
             self.on_tracks_changed(self)
+
+    def _rtcp_handler(self, media: ParticipantMedia, transport: WebRtcTransport) -> Callable[[bytes], None]:
+        """RTCP of one transport: sender reports if it publishes, receiver feedback if it subscribes, both
+        when one peer connection does both (each handler ignores the SSRCs it does not know)."""
+        publishes, subscribes = media.publisher is transport, media.subscriber is transport
+        if publishes and subscribes:
+
+            def both(pkt: bytes) -> None:
+                self._on_publisher_rtcp(media, pkt)
+                self._on_subscriber_rtcp(media, pkt)
+
+            return both
+        if publishes:
+            return lambda pkt: self._on_publisher_rtcp(media, pkt)
+        return lambda pkt: self._on_subscriber_rtcp(media, pkt)
 
     def _retire(self, consumer: Consumer) -> None:
         """Keep a closed consumer's totals so the forwarded counters never go backwards."""
@@ -246,7 +265,8 @@ class Router:
         for producer in removed:
             self._close_producer(producer)
         if media.publisher is not None:
-            media.publisher.close()
+            if media.publisher is not media.subscriber:  # one peer connection both ways keeps subscribing
+                media.publisher.close()
             media.publisher = None
         if removed:
             self.on_tracks_changed(self)
@@ -409,8 +429,9 @@ class Router:
             transport.twcc, transport.twcc_id, transport.twcc_at = media.estimate, twcc_id, self.twcc_at
         else:
             transport.twcc = None
-        transport.on_rtp = lambda pkt: None
-        transport.on_rtcp = lambda pkt: self._on_subscriber_rtcp(media, pkt)
+        if media.publisher is not transport:
+            transport.on_rtp = lambda pkt: None
+        transport.on_rtcp = self._rtcp_handler(media, transport)
         wanted: dict[str, tuple[NegotiatedMedia, Producer]] = {}
         for m in negotiated.media:
             producer = self.producers.get(subscriptions.get(m.mid, ""))

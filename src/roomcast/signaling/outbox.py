@@ -17,22 +17,23 @@ class _Latest:
 
     __slots__ = ("text",)
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str | bytes) -> None:
         self.text = text
 
 
 class Outbox:
-    """Bounded per-socket queue of encoded messages; overflowing it closes the session. Full-state messages
-    (``push_latest``) are coalesced: a slow reader gets the newest one only, never a backlog of stale lists."""
+    """Bounded per-socket queue of encoded messages (text for the JSON adapter, bytes for LiveKit's protobuf);
+    overflowing it closes the session. Full-state messages (``push_latest``) are coalesced: a slow reader gets
+    the newest one only, never a backlog of stale lists."""
 
     def __init__(self, size: int) -> None:
-        self.items: deque[str | _Latest] = deque()
+        self.items: deque[str | bytes | _Latest] = deque()
         self.size = size
         self.wakeup = asyncio.Event()
         self.close_with: tuple[int, str] | None = None
         self._latest: dict[str, _Latest] = {}
 
-    def push(self, text: str) -> None:
+    def push(self, text: str | bytes) -> None:
         if self.close_with is not None:
             return
         if len(self.items) >= self.size:
@@ -43,7 +44,7 @@ class Outbox:
         self.items.append(text)
         self.wakeup.set()
 
-    def push_latest(self, kind: str, text: str) -> None:
+    def push_latest(self, kind: str, text: str | bytes) -> None:
         """Queue ``text``, dropping the still-unsent message of the same ``kind`` (this one supersedes it);
         it takes the newer position, so its order relative to other messages is kept."""
         if self.close_with is not None:
@@ -57,9 +58,9 @@ class Outbox:
         self.items.append(entry)
         self.wakeup.set()
 
-    def pop(self) -> str:
+    def pop(self) -> str | bytes:
         item = self.items.popleft()
-        if isinstance(item, str):
+        if isinstance(item, str | bytes):
             return item
         for kind, entry in list(self._latest.items()):
             if entry is item:

@@ -55,7 +55,8 @@ async def _write_loop(ws: WebSocket, outbox: Outbox) -> None:
             await outbox.wakeup.wait()
             outbox.wakeup.clear()
             while outbox.items:
-                await ws.send_text(outbox.pop())
+                item = outbox.pop()
+                await (ws.send_text(item) if isinstance(item, str) else ws.send_bytes(item))
             if outbox.close_with is not None:
                 code, reason = outbox.close_with
                 if ws.application_state == WebSocketState.CONNECTED:

@@ -1,0 +1,112 @@
+"""The starlette side of LiveKit's signal connection (``WS /rtc/v1``) and its ``validate`` endpoint.
+
+A refused token never gets a socket: the upgrade is refused (HTTP 403) and the client then asks
+``/rtc/v1/validate``, which answers 401 with the reason, as LiveKit's server does. After the upgrade, the
+session speaks; this loop only moves frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from livekit.protocol import rtc
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from roomcast.errors import http_status
+from roomcast.livekit.frames import MAX_FRAME, FrameError, decode_join_request
+from roomcast.livekit.session import LiveKitSession
+from roomcast.signaling.outbox import CLOSE_NORMAL, Outbox
+
+
+def join_request_of(params: dict[str, str]) -> rtc.JoinRequest:
+    """``/rtc/v1`` carries a JoinRequest; without one (an older client's query parameters) join with defaults."""
+    raw = params.get("join_request")
+    if raw is None:
+        request = rtc.JoinRequest()
+        request.connection_settings.auto_subscribe = params.get("auto_subscribe", "1") != "0"
+        request.reconnect = params.get("reconnect") == "1"
+        return request
+    return decode_join_request(raw)
+
+
+# LiveKit apps live on their own origin and read validate's answer with fetch(): it says only whether a
+# token would be accepted, so any origin may read it (as LiveKit's server allows).
+_CORS = {"Access-Control-Allow-Origin": "*"}
+
+
+async def validate(request: Request, session: LiveKitSession) -> Response:
+    """``GET /rtc/v1/validate``: why a connection would be refused (401/403 with the reason), else 200."""
+    refused = session.authenticate(request.query_params.get("access_token", ""))
+    if refused is not None:
+        status = http_status(refused.code)
+        return PlainTextResponse(f"{refused.code}: {refused.message}", status_code=status, headers=_CORS)
+    try:
+        join_request_of(dict(request.query_params))
+    except FrameError as exc:
+        return PlainTextResponse(f"{exc.code}: {exc.message}", status_code=400, headers=_CORS)
+    return PlainTextResponse("success", headers=_CORS)
+
+
+async def serve_livekit(ws: WebSocket, session: LiveKitSession) -> None:
+    params = dict(ws.query_params)
+    if session.authenticate(params.get("access_token", "")) is not None:
+        await ws.close(1008)  # before accept: the upgrade is refused with HTTP 403
+        return
+    try:
+        join = join_request_of(params)
+    except FrameError:
+        session.on_event("livekit_bad_frame")
+        await ws.close(1008)
+        return
+    await ws.accept()
+    writer = asyncio.create_task(_write_loop(ws, session.outbox))
+    try:
+        if session.start(join):
+            await _read_loop(ws, session)
+    finally:
+        session.finish()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, timeout=5)
+        if not writer.done():
+            writer.cancel()
+
+
+async def _read_loop(ws: WebSocket, session: LiveKitSession) -> None:
+    while session.outbox.close_with is None:
+        try:
+            frame = await asyncio.wait_for(ws.receive(), timeout=max(0.0, session.deadline() - session.clock()))
+        except TimeoutError:
+            session.handle_deadline()
+            return
+        except WebSocketDisconnect:
+            return
+        if frame["type"] == "websocket.disconnect":
+            return
+        data = frame.get("bytes")
+        if data is None:
+            session.handle_text()
+            continue
+        session.handle_bytes(data)
+
+
+async def _write_loop(ws: WebSocket, outbox: Outbox) -> None:
+    try:
+        while True:
+            await outbox.wakeup.wait()
+            outbox.wakeup.clear()
+            while outbox.items:
+                item = outbox.pop()
+                await (ws.send_bytes(item) if isinstance(item, bytes) else ws.send_text(item))
+            if outbox.close_with is not None:
+                code, reason = outbox.close_with
+                if ws.application_state == WebSocketState.CONNECTED:
+                    await ws.close(code, reason)
+                return
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        outbox.close(CLOSE_NORMAL, "gone")
+
+
+__all__ = ["MAX_FRAME", "serve_livekit", "validate"]

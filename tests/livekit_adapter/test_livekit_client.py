@@ -1,0 +1,71 @@
+"""livekit-client 2.23 (npm), unchanged, in real Chromium pages against ``roomcast serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Page
+
+from tests.support.browser_fixtures import NewPage
+from tests.support.livekit_page import livekit_token, open_livekit_page, page_server
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def pages() -> Iterator[str]:
+    with page_server() as base:
+        yield base
+
+
+def room_name() -> str:
+    return "lk-" + uuid.uuid4().hex[:8]
+
+
+async def frames(page: Page, at_least: int, identity: str | None = None, timeout: float = 25.0) -> int:
+    """Poll the page's decoded video frames from remote participants until ``at_least``."""
+    script = """async ([n, who]) => {
+      for (;;) {
+        const c = await window.lkFramesDecoded(who);
+        if (c >= n) return c;
+        await new Promise(r => setTimeout(r, 200));
+      }
+    }"""
+    return int(await asyncio.wait_for(page.evaluate(script, [at_least, identity]), timeout))
+
+
+async def events(page: Page) -> list[list[Any]]:
+    return list(await page.evaluate("window.lkEvents"))
+
+
+async def wait_event(page: Page, *wanted: Any, timeout: float = 15.0) -> None:
+    await page.wait_for_function(
+        "(w) => window.lkEvents.some(e => w.every((x, i) => x === null || e[i] === x))",
+        arg=list(wanted),
+        timeout=timeout * 1000,
+    )
+
+
+async def test_publish_camera_and_a_second_client_decodes_it(
+    server: ServerProcess, new_page: NewPage, pages: str
+) -> None:
+    r = room_name()
+    alice = await open_livekit_page(new_page, pages)
+    joined = await alice.evaluate(
+        "([u, t]) => window.lkJoin(u, t, {publish: true})", [server.ws_base, livekit_token(r, "alice")]
+    )
+    assert joined["state"] == "connected" and joined["sid"].startswith("PA_")
+    bob = await open_livekit_page(new_page, pages)
+    await bob.evaluate("([u, t]) => window.lkJoin(u, t)", [server.ws_base, livekit_token(r, "bob")])
+    await wait_event(bob, "subscribed", "alice", "video")
+    assert await frames(bob, 30, "alice") >= 30
+    seen = await events(bob)
+    assert ["subscribed", "alice", "audio"] in [e[:3] for e in seen]
+    assert ["joined", "bob"] in await events(alice) or await alice.evaluate("window.room.remoteParticipants.size") == 1
+    await bob.evaluate("window.room.disconnect()")
+    await wait_event(alice, "left", "bob")

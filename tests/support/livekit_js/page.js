@@ -1,0 +1,50 @@
+// A LiveKit app as its authors write one: livekit-client's Room, unchanged, pointed at Roomcast.
+// The test drives it through window.lk*; events it saw are kept in window.lkEvents.
+window.lkEvents = [];
+const note = (...e) => window.lkEvents.push(e);
+
+window.lkJoin = async (url, token, opts = {}) => {
+  const room = new LivekitClient.Room(opts.room || {});
+  window.room = room;
+  room.on('trackSubscribed', (track, pub, p) => {
+    note('subscribed', p.identity, track.kind, pub.trackSid);
+    const el = track.attach();
+    el.muted = true;
+    document.body.appendChild(el);
+  });
+  room.on('trackUnsubscribed', (track, pub, p) => note('unsubscribed', p.identity, track.kind));
+  room.on('trackMuted', (pub, p) => note('muted', p.identity, pub.kind));
+  room.on('trackUnmuted', (pub, p) => note('unmuted', p.identity, pub.kind));
+  room.on('participantConnected', (p) => note('joined', p.identity));
+  room.on('participantDisconnected', (p) => note('left', p.identity));
+  room.on('dataReceived', (payload, p, kind, topic) =>
+    note('data', p ? p.identity : null, topic || null, new TextDecoder().decode(payload)));
+  room.on('disconnected', (reason) => note('disconnected', reason));
+  await room.connect(url, token, opts.connect || {});
+  if (opts.publish) await room.localParticipant.enableCameraAndMicrophone();
+  return { sid: room.localParticipant.sid, identity: room.localParticipant.identity, state: room.state };
+};
+
+// inbound video frames decoded from every remote participant (RTCPeerConnection.getStats of each receiver)
+window.lkFramesDecoded = async (identity) => {
+  let frames = 0;
+  for (const p of window.room.remoteParticipants.values()) {
+    if (identity && p.identity !== identity) continue;
+    for (const pub of p.trackPublications.values()) {
+      if (pub.kind !== 'video' || !pub.track) continue;
+      const report = await pub.track.getRTCStatsReport();
+      report?.forEach((s) => { if (s.type === 'inbound-rtp') frames += s.framesDecoded || 0; });
+    }
+  }
+  return frames;
+};
+
+window.lkError = async (url, token) => {
+  const room = new LivekitClient.Room();
+  try {
+    await room.connect(url, token, { maxRetries: 0 });
+    return { connected: true };
+  } catch (e) {
+    return { connected: false, name: e.name, message: String(e.message), status: e.status ?? null, reason: e.reason ?? null };
+  }
+};
