@@ -73,6 +73,7 @@ PAGES = {
     "/live": "live.html",
     "/classroom": "classroom.html",
     "/watch": "watch.html",
+    "/doctor": "doctor.html",  # the checks of `roomcast doctor`, run in the user's browser (web/doctor.js)
 }
 
 
