@@ -69,3 +69,48 @@ async def test_publish_camera_and_a_second_client_decodes_it(
     assert ["joined", "bob"] in await events(alice) or await alice.evaluate("window.room.remoteParticipants.size") == 1
     await bob.evaluate("window.room.disconnect()")
     await wait_event(alice, "left", "bob")
+
+
+async def frame_width(page: Page, identity: str, below: int | None = None, timeout: float = 20.0) -> int:
+    """Poll the width of the frames decoded from ``identity`` until one arrives (``below``: until under it)."""
+    script = """async ([who, below]) => {
+      for (;;) {
+        const w = await window.lkFrameWidth(who);
+        if (w > 0 && (below === null || w < below)) return w;
+        await new Promise(r => setTimeout(r, 200));
+      }
+    }"""
+    return int(await asyncio.wait_for(page.evaluate(script, [identity, below]), timeout))
+
+
+async def test_mute_subscription_and_quality_reach_the_other_side(
+    server: ServerProcess, new_page: NewPage, pages: str
+) -> None:
+    r = room_name()
+    alice = await open_livekit_page(new_page, pages)
+    await alice.evaluate(
+        "([u, t]) => window.lkJoin(u, t, {publish: true})", [server.ws_base, livekit_token(r, "alice")]
+    )
+    bob = await open_livekit_page(new_page, pages)
+    await bob.evaluate("([u, t]) => window.lkJoin(u, t)", [server.ws_base, livekit_token(r, "bob")])
+    assert await frames(bob, 20, "alice") >= 20
+    # mute: alice's MuteTrackRequest -> the room's tracks -> bob's ParticipantUpdate
+    await alice.evaluate("window.room.localParticipant.setCameraEnabled(false)")
+    await wait_event(bob, "muted", "alice", "video")
+    await alice.evaluate("window.room.localParticipant.setCameraEnabled(true)")
+    await wait_event(bob, "unmuted", "alice", "video")
+    # simulcast: the top layer first, the lowest once bob asks for LOW (UpdateTrackSettings -> layer selection)
+    top = await frame_width(bob, "alice")
+    await bob.evaluate("window.lkRemoteVideo('alice').setVideoQuality(LivekitClient.VideoQuality.LOW)")
+    low = await frame_width(bob, "alice", below=top)
+    assert low < top, (low, top)
+    # unsubscribe, then subscribe again: the server takes the track off bob's connection and puts it back
+    await bob.evaluate("window.lkRemoteVideo('alice').setSubscribed(false)")
+    await wait_event(bob, "unsubscribed", "alice", "video")
+    before = len([e for e in await events(bob) if e[:3] == ["subscribed", "alice", "video"]])
+    await bob.evaluate("window.lkRemoteVideo('alice').setSubscribed(true)")
+    await bob.wait_for_function(
+        "(n) => window.lkEvents.filter(e => e[0] === 'subscribed' && e[1] === 'alice' && e[2] === 'video').length > n",
+        arg=before,
+    )
+    assert await frames(bob, 10, "alice") >= 10

@@ -42,7 +42,7 @@ def decode_join_request(param: str) -> rtc.JoinRequest:
     if len(param) > 2 * MAX_JOIN_REQUEST:
         raise FrameError("message_too_large", "join_request parameter too long")
     try:
-        raw = base64.urlsafe_b64decode(param + "=" * (-len(param) % 4))
+        raw = base64.b64decode(param + "=" * (-len(param) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise FrameError("invalid_message", "join_request is not base64url") from None
     wrapped = rtc.WrappedJoinRequest()

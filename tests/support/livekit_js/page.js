@@ -48,3 +48,22 @@ window.lkError = async (url, token) => {
     return { connected: false, name: e.name, message: String(e.message), status: e.status ?? null, reason: e.reason ?? null };
   }
 };
+
+// the width of the video frames decoded from ``identity`` now (0: none yet)
+window.lkFrameWidth = async (identity) => {
+  let width = 0;
+  for (const p of window.room.remoteParticipants.values()) {
+    if (p.identity !== identity) continue;
+    for (const pub of p.trackPublications.values()) {
+      if (pub.kind !== 'video' || !pub.track) continue;
+      const report = await pub.track.getRTCStatsReport();
+      report?.forEach((s) => { if (s.type === 'inbound-rtp') width = Math.max(width, s.frameWidth || 0); });
+    }
+  }
+  return width;
+};
+
+window.lkRemoteVideo = (identity) => {
+  const p = [...window.room.remoteParticipants.values()].find((x) => x.identity === identity);
+  return p ? [...p.trackPublications.values()].find((pub) => pub.kind === 'video') : undefined;
+};
