@@ -38,6 +38,7 @@ from starlette.websockets import WebSocket
 
 from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
+from roomcast.app.cluster import Cluster, LoadMeter
 from roomcast.app.config import Config
 from roomcast.app.drain import Drain
 from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
@@ -49,13 +50,16 @@ from roomcast.livekit.ws import serve_livekit, validate
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import PublisherLayersEvent
 from roomcast.rooms.resume import ResumeRegistry
+from roomcast.routing.api import Link, Routing, RoutingError
+from roomcast.routing.factory import make_routing
 from roomcast.rtc.service import MediaService, start_media
 from roomcast.runtime.driver import TimerDriver
 from roomcast.runtime.memory import trim_after_departures
 from roomcast.runtime.tcp import TcpLimits
 from roomcast.signaling.messages import Error, IceServer
+from roomcast.signaling.remote import Hello, LinkSocket, relay_socket
 from roomcast.signaling.session import SessionLimits, SignalingSession
-from roomcast.signaling.ws import serve_websocket
+from roomcast.signaling.ws import StarletteSocket, serve_session
 from roomcast.turn.credentials import ice_servers as turn_ice_servers
 from roomcast.turn.credentials import mint_turn_credentials
 from roomcast.whip.http import WhipHttp
@@ -97,6 +101,7 @@ class Metrics:
         self.loop_lag = Gauge(
             "roomcast_event_loop_lag_seconds", "Worst event-loop delay over the last second", registry=self.registry
         )
+        self.worst_lag = 0.0  # the gauge's value, for the load this node reports to the cluster
         # The gauge forgets a stall after a second; the histogram keeps every one (docs/faults.md F13).
         self.loop_delay = Histogram(
             "roomcast_event_loop_delay_seconds",
@@ -118,6 +123,7 @@ class Metrics:
             worst = max(worst, late)
             if loop.time() - window_start >= 1.0:
                 self.loop_lag.set(worst)
+                self.worst_lag = worst
                 worst, window_start = 0.0, loop.time()
 
     def watch_media(self, media: MediaService) -> None:
@@ -214,7 +220,7 @@ _DROPS = frozenset(
 )
 
 
-def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Starlette:
+def create_app(config: Config, *, clock: Callable[[], float] = time.time, routing: Routing | None = None) -> Starlette:
     manager = RoomManager(
         max_rooms=config.max_rooms,
         default_max_participants=config.max_participants,
@@ -238,6 +244,10 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     drain = Drain(config.drain_timeout)
     objects = ObjectCollector(manager, resume, lambda: len(drain.sessions))
     metrics.registry.register(objects)
+    routing = routing or make_routing(config.redis_url, config.node_id)
+    cluster = Cluster(routing, manager, config.keys, clock)
+    cluster.loop_lag = lambda: metrics.worst_lag
+    drain.on_start.append(routing.set_draining)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -276,12 +286,18 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
             f"on tcp {media_host}:{app.state.media.tcp_port}" if app.state.media.tcp_port else "off",
             ", ".join(app.state.media.candidate_ips),
         )
+        media = app.state.media
+        cluster.meter = LoadMeter(lambda: sum(media.counters().get(k, 0) for k in ("forwarded", "retransmitted")))
+        cluster.serve_link = serve_link
+        announced = ",".join(f"{ip}:{media.candidate_port}" for ip in media.candidate_ips)
+        await routing.start(cluster.load, cluster.on_link, announced)
         try:
             yield
         finally:
             lag_task.cancel()
             trim_task.cancel()
             whip.close()
+            await routing.stop()
             app.state.media.close()
 
     def turn_servers(identity: str) -> list[dict[str, object]]:
@@ -351,27 +367,56 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
                 finally:
                     drain.discard(lk)
                 return
-            session = SignalingSession(
-                manager,
-                config.keys,
-                clock=clock,
-                client_host=client,
-                limits=limits,
-                on_event=metrics.count,
-                media=ws.app.state.media,
-                ice_servers=ice_servers,
-                resume=resume,
-                resume_timer=resume_timer,
-            )
-            drain.add(session)
+            raw_token = ws.query_params.get("access_token", "")
             try:
-                await serve_websocket(ws, session)
-            finally:
-                drain.discard(session)
+                node = await cluster.route(raw_token)
+            except RoutingError as exc:
+                metrics.count("routing_unavailable")
+                await refuse(ws, "routing_unavailable", f"cannot place the room now ({exc.message})", 1013)
+                return
+            if node is not None:
+                await relay(ws, node, raw_token, client)
+                return
+            await run_session(StarletteSocket(ws), raw_token, client)
         finally:
             connections[client] -= 1
             if connections[client] <= 0:
                 del connections[client]
+
+    async def run_session(sock: StarletteSocket | LinkSocket, raw_token: str, client: str) -> None:
+        session = SignalingSession(
+            manager,
+            config.keys,
+            clock=clock,
+            client_host=client,
+            limits=limits,
+            on_event=metrics.count,
+            media=app.state.media,
+            ice_servers=ice_servers,
+            resume=resume,
+            resume_timer=resume_timer,
+        )
+        drain.add(session)
+        try:
+            await serve_session(sock, session, raw_token)
+        finally:
+            drain.discard(session)
+
+    async def relay(ws: WebSocket, node: str, raw_token: str, client: str) -> None:
+        """The room lives on ``node``: carry this socket's frames there (signaling/remote.py)."""
+        try:
+            link = await cluster.connect(node, raw_token, client)
+        except RoutingError as exc:
+            metrics.count("routing_unavailable")
+            await refuse(ws, "routing_unavailable", f"cannot reach the room's node ({exc.message})", 1013)
+            return
+        metrics.count("relayed_out")
+        await relay_socket(StarletteSocket(ws), link)
+
+    async def serve_link(link: Link, hello: Hello) -> None:
+        """A socket another node accepted for a room hosted here."""
+        metrics.count("relayed_in")
+        await run_session(LinkSocket(link), hello.token, hello.client)
 
     async def healthz(request: Request) -> Response:
         status = "draining" if drain.active else "ok"
@@ -418,4 +463,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> Sta
     app.state.drain = drain
     app.state.whip = whip
     app.state.guard = guard  # the server's protocol classes enforce it (app/cli.py)
+    app.state.routing = routing
+    app.state.cluster = cluster
     return app

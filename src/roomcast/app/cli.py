@@ -76,6 +76,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="open connections on the HTTP port in all (default: from the file-descriptor limit)",
     )
     p.add_argument(
+        "--redis-url",
+        dest="redis_url",
+        help="join the cluster coordinated by this Redis, redis://host:port/db (ROOMCAST_REDIS_URL; "
+        "default: none, this process alone); see docs/deploy.md",
+    )
+    p.add_argument("--node-id", dest="node_id", help="this node's name in the cluster (default: a random id)")
+    p.add_argument(
         "--max-sockets-per-ip",
         dest="max_sockets_per_ip",
         type=int,
@@ -187,6 +194,8 @@ def serve(args: argparse.Namespace) -> int:
             "header_timeout": args.header_timeout,
             "max_sockets": args.max_sockets,
             "max_sockets_per_ip": args.max_sockets_per_ip,
+            "redis_url": args.redis_url,
+            "node_id": args.node_id,
         },
         config_file=args.config,
     )

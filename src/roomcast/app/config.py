@@ -65,6 +65,9 @@ class Config:
     whip_posts_per_second: float = 5.0
     max_whip_sessions: int = 1000
     whip_connect_timeout: float = 20.0
+    # Cluster (docs/deploy.md): nodes sharing this Redis are one cluster; empty = this process alone.
+    redis_url: str = ""
+    node_id: str = ""  # this node's name in the cluster registry; empty = a random one
     metrics_token: str = ""  # when set, GET /metrics needs "Authorization: Bearer <it>" (env/TOML only)
     dev_mode: bool = field(default=False)
 
@@ -160,6 +163,10 @@ def load(
         raise ConfigError("consent_timeout must be positive and drain_timeout not negative")
     if config.header_timeout <= 0 or config.max_sockets < 0 or config.max_sockets_per_ip < 0:
         raise ConfigError("header_timeout must be positive, max_sockets and max_sockets_per_ip not negative")
+    if config.redis_url and not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"redis_url must be redis://host:port/db, rediss://... or unix://path, not {config.redis_url!r}"
+        )
     if config.max_participants < 1 or config.max_rooms < 1:
         raise ConfigError("max_participants and max_rooms must be at least 1")
     return config

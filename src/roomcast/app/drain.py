@@ -33,6 +33,7 @@ class Drain:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self.on_start: list[Callable[[], None]] = []  # e.g. routing: new rooms go to other nodes
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Called once the event loop runs (ASGI lifespan): signals arrive outside of it."""
@@ -59,6 +60,8 @@ class Drain:
         if self.active:
             return
         self.active = True
+        for listener in self.on_start:
+            listener()
         self._task = asyncio.get_running_loop().create_task(self._run(on_done))
 
     async def _run(self, on_done: Callable[[], None]) -> None:

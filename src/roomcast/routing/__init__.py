@@ -1,5 +1,5 @@
-"""Cross-node routing (which node hosts a room; deliver to a participant elsewhere): not built yet.
+"""Which node hosts a room, signaling relayed to it, calls between nodes, the node registry (routing/api.py).
 
-Today every room lives in this process (``rooms.manager.RoomManager``). The multi-node issue adds the
-interface here with an in-process ``LocalRouter`` and a ``RedisRouter``.
+``LocalRouting`` (routing/local.py) is the one-process default; ``RedisRouting`` (routing/redis.py) makes
+several processes (workers on one machine, nodes on several) one cluster. Only this package knows Redis.
 """
