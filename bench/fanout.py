@@ -83,6 +83,9 @@ class Result:
     latency_p95_ms: float
     rss_mib: float
     error: str = ""
+    us_per_sent: float = float("nan")
+    """Server CPU per datagram the server sent (its own counter: Roomcast only). Unlike ``us_per_packet`` it
+    does not grow when the bots, not the server, fall behind and lose packets."""
 
 
 async def measure(target: Target, n: int, duration: float) -> Result:
@@ -141,10 +144,13 @@ async def measure(target: Target, n: int, duration: float) -> Result:
         await send_for(0.5)
         received[:] = [0] * n
         latencies.clear()
+        datagrams_out = getattr(target, "datagrams_out", None)
+        out0 = await datagrams_out() if datagrams_out is not None else 0
         cpu0, t0 = cpu_seconds(target.pid), time.monotonic()
         sent = await send_for(duration)
         await asyncio.sleep(0.3)  # in-flight packets
         cpu1, elapsed = cpu_seconds(target.pid), time.monotonic() - t0
+        out1 = await datagrams_out() if datagrams_out is not None else 0
         got = sum(received)
         expected = sent * n
         return Result(
@@ -157,6 +163,7 @@ async def measure(target: Target, n: int, duration: float) -> Result:
             latency_p50_ms=1000 * statistics.median(latencies) if latencies else float("nan"),
             latency_p95_ms=1000 * statistics.quantiles(latencies, n=20)[18] if len(latencies) > 20 else float("nan"),
             rss_mib=rss_mib(target.pid),
+            us_per_sent=(cpu1 - cpu0) / (out1 - out0) * 1e6 if out1 > out0 else float("nan"),
         )
     finally:
         await target.close_room()
@@ -164,7 +171,7 @@ async def measure(target: Target, n: int, duration: float) -> Result:
 
 HEADER = (
     f"{'server':<16}{'subs':>5}{'pkt/s out':>11}{'CPU':>6}{'µs/pkt':>8}{'loss':>8}"
-    f"{'lat p50':>9}{'lat p95':>9}{'RSS':>8}"
+    f"{'lat p50':>9}{'lat p95':>9}{'RSS':>8}{'µs/sent':>9}"
 )
 
 
@@ -174,6 +181,7 @@ def row(r: Result) -> str:
     return (
         f"{r.target:<16}{r.subscribers:>5}{r.delivered_pps:>11,.0f}{r.server_cpu_pct:>5.0f}%{r.us_per_packet:>8.2f}"
         f"{r.loss_pct:>7.2f}%{r.latency_p50_ms:>7.1f}ms{r.latency_p95_ms:>7.1f}ms{r.rss_mib:>6.0f}Mi"
+        f"{r.us_per_sent:>9.2f}"
     )
 
 

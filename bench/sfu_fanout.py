@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import tempfile
 from pathlib import Path
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,6 +43,13 @@ class RoomcastTarget:
     @property
     def pid(self) -> int:
         return self.server.proc.pid
+
+    async def datagrams_out(self) -> int:
+        """UDP datagrams the server has sent (``roomcast_media_datagrams_total{direction="out"}``)."""
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(self.server.base + "/metrics", timeout=5)).text
+        found = re.search(r'^roomcast_media_datagrams_total\{direction="out"\} (\S+)$', text, re.M)
+        return int(float(found.group(1))) if found else 0
 
     async def open_room(self, label: str) -> None:
         self.room = f"bench-{label}"
