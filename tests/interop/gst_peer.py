@@ -72,6 +72,11 @@ class Peer:
                 parts.append(
                     f"audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! {OPUS} ! webrtc."
                 )
+            if args.unsupported_last:  # an m-line Roomcast rejects (L16), after the others
+                parts.append(
+                    "audiotestsrc is-live=true ! audioconvert ! audio/x-raw,rate=16000,channels=1 ! rtpL16pay pt=98 "
+                    "! application/x-rtp,media=audio,encoding-name=L16,payload=98 ! webrtc."
+                )
             self.pipe = Gst.parse_launch(" ".join(parts))
         else:
             self.pipe = Gst.parse_launch("webrtcbin name=webrtc bundle-policy=max-bundle latency=200")
@@ -93,7 +98,9 @@ class Peer:
     # ------------------------------------------------------------------ negotiation
 
     def on_negotiation_needed(self, _element: Gst.Element) -> None:
-        if self.args.mode == "publish" and not self.args.early_offer:
+        if self.args.early_offer:
+            return  # offered from run(), before any caps
+        if self.args.mode == "publish":
             GLib.timeout_add(50, self.offer_when_caps_known)
         else:
             self.create_offer()
@@ -122,6 +129,8 @@ class Peer:
             return
         self.webrtc.emit("set-local-description", offer, Gst.Promise.new())
         emit({"type": "offer", "sdp": offer.sdp.as_text()})
+        if self.args.early_offer:
+            GLib.idle_add(lambda: self.pipe.set_state(Gst.State.PLAYING) and False)
 
     def on_stdin(self, _fd: int, condition: int) -> bool:
         line = sys.stdin.readline()
@@ -218,7 +227,11 @@ class Peer:
         )
 
     def run(self) -> None:
-        self.pipe.set_state(Gst.State.PLAYING)
+        if self.args.early_offer:  # in READY no buffer has flowed: the offer sees the capsfilters only
+            self.pipe.set_state(Gst.State.READY)
+            self.create_offer()
+        else:
+            self.pipe.set_state(Gst.State.PLAYING)
         try:
             self.loop.run()
         finally:
@@ -231,6 +244,7 @@ def main() -> None:
     parser.add_argument("--video", choices=sorted(VIDEO))
     parser.add_argument("--audio", action="store_true")
     parser.add_argument("--early-offer", action="store_true")
+    parser.add_argument("--unsupported-last", action="store_true")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=30)

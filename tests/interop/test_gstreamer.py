@@ -117,3 +117,41 @@ async def test_chromium_views_what_gstreamer_publishes(
     assert got["video"]["lost"] == 0, got
     assert got["audio"]["energy"] > 0.001, got
     await client.ws.close()
+
+
+async def test_h264_offered_before_the_encoder_caps_exist_is_accepted_as_mode_0(
+    gst_server: ServerProcess, new_page: NewPage, gst: list[GstPeer], artifacts: Path
+) -> None:
+    """No fmtp means packetization-mode 0 (RFC 6184 §8.1): accepted on a publisher's m-line, since
+    single NAL unit packets are valid mode-1 packets for every subscriber; it was port 0, and being
+    the BUNDLE tag, GStreamer never connected."""
+    room = "gst-h264-mode0-" + uuid.uuid4().hex[:6]
+    client, reply = await gst_publishes(gst_server, gst, artifacts, room, "--video", "h264", "--audio", "--early-offer")
+    assert reply["type"] == "answer", reply
+    video = reply["sdp"].split("m=video ")[1].split("m=")[0]
+    assert not video.startswith("0 ") and "H264/90000" in video and "a=fmtp:96" not in video, reply["sdp"]
+    viewer = await new_page(f"{gst_server.base}/stream?room={room}&role=viewer&identity=viewer")
+    await viewer.wait_for_function("window.streamState && window.streamState.joined")
+    await decoding_tracks(viewer, 1, timeout=20)
+    got = await measure(viewer)
+    print("mode0", got)
+    assert got["video"]["fps"] >= 0.9 * SOURCE_FPS, got
+    assert got["video"]["freezes"] < 0.5 and got["video"]["lost"] == 0, got
+    await client.ws.close()
+
+
+async def test_an_m_line_we_reject_does_not_stop_gstreamer_from_connecting(
+    gst_server: ServerProcess, new_page: NewPage, gst: list[GstPeer], artifacts: Path
+) -> None:
+    """An L16 m-line after VP8 is rejected (port 0). webrtcbin refused the whole answer while the rejected
+    m-line lacked ICE credentials and a fingerprint; now it connects and the VP8 flows."""
+    room = "gst-rejected-" + uuid.uuid4().hex[:6]
+    client, reply = await gst_publishes(gst_server, gst, artifacts, room, "--video", "vp8", "--unsupported-last")
+    assert reply["type"] == "answer", reply
+    assert "m=audio 0 " in reply["sdp"], reply["sdp"]
+    viewer = await new_page(f"{gst_server.base}/stream?room={room}&role=viewer&identity=viewer")
+    await viewer.wait_for_function("window.streamState && window.streamState.joined")
+    await decoding_tracks(viewer, 1, timeout=20)
+    got = await measure(viewer, 5.0)
+    assert got["video"]["fps"] >= 0.9 * SOURCE_FPS, got
+    await client.ws.close()

@@ -33,6 +33,13 @@ H264_DEFAULT_PROFILE_LEVEL_ID = "420010"  # RFC 6184 §8.1: absent means Baselin
 class CodecPolicy:
     """Which codecs, feedback and extensions we accept.
 
+    H.264 packetization modes are asymmetric (RFC 6184 §6.2-6.3): a single-NAL-unit (mode 0) stream is
+    also a valid non-interleaved (mode 1) stream, never the reverse. An m-line we send on needs an entry
+    in ``h264_packetization_modes`` (mode 1: the publisher may send FU-A and STAP-A packets, which a
+    mode-0 receiver cannot take). An m-line we only receive (a publisher's) that offers no such entry
+    may use ``h264_receive_packetization_modes`` instead, which includes mode 0: what GStreamer offers
+    before its encoder's caps exist (no fmtp at all); every mode-1 subscriber decodes what it sends.
+
     ``transport_cc`` adds transport-wide congestion control (the TWCC extension and ``transport-cc``
     feedback): once negotiated, Chrome drives its sender bitrate from TWCC feedback alone, so only turn
     it on where the server sends that feedback. ``h264_profiles`` lists wanted profile-level-id
@@ -46,6 +53,7 @@ class CodecPolicy:
     header_extensions: frozenset[str] = HEADER_EXTENSIONS
     transport_cc: bool = False
     h264_packetization_modes: frozenset[str] = frozenset({"1"})
+    h264_receive_packetization_modes: frozenset[str] = frozenset({"0", "1"})
     h264_profiles: tuple[str, ...] = field(default=())
 
     def feedback(self) -> frozenset[str]:
@@ -72,16 +80,23 @@ def h264_profile(codec: Codec) -> str:
     return codec.fmtp_params().get("profile-level-id", H264_DEFAULT_PROFILE_LEVEL_ID)[:4].lower()
 
 
-def select_codecs(m: MediaDescription, policy: CodecPolicy) -> tuple[list[Codec], dict[int, Codec]]:
-    """Accepted media codecs in the offerer's preference order, and media PT → its RTX codec."""
+def h264_packetization_mode(codec: Codec) -> str:
+    """RFC 6184 §8.1: absent means 0 (single NAL unit)."""
+    return codec.fmtp_params().get("packetization-mode", "0")
+
+
+def select_codecs(
+    m: MediaDescription, policy: CodecPolicy, *, receive_only: bool = False
+) -> tuple[list[Codec], dict[int, Codec]]:
+    """Accepted media codecs in the offerer's preference order, and media PT → its RTX codec;
+    ``receive_only``: our answer only receives on this m-line (see :class:`CodecPolicy` on H.264)."""
     allowed = policy.audio if m.kind == "audio" else policy.video if m.kind == "video" else frozenset()
     offered = m.codecs()
     media = [c for c in offered if c.mime in allowed]
-    h264 = [
-        c
-        for c in media
-        if c.mime == "h264" and c.fmtp_params().get("packetization-mode", "0") in policy.h264_packetization_modes
-    ]
+    h264 = [c for c in media if c.mime == "h264" and h264_packetization_mode(c) in policy.h264_packetization_modes]
+    if receive_only and not h264:  # only then: a browser's answer keeps its mode-1 entries alone
+        modes = policy.h264_receive_packetization_modes
+        h264 = [c for c in media if c.mime == "h264" and h264_packetization_mode(c) in modes]
     wanted = tuple(p.lower()[:4] for p in policy.h264_profiles)
     matching = [c for c in h264 if h264_profile(c) in wanted]
     keep_h264 = {c.payload_type for c in (matching or h264)}

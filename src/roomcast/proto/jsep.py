@@ -271,13 +271,22 @@ class _AnswerBuilder:
         lines.append(("end-of-candidates", None))
         return MediaDescription(m.kind, m.port, m.proto, m.fmts, m.connection, (*m.attributes, *lines))
 
+    def _rejected(self, m: MediaDescription) -> MediaDescription:
+        """Port 0, keeping the mid so the m-line can still be matched up (RFC 8829 §5.3.1), with the
+        transport attributes of every m-line (ICE credentials, fingerprint, setup), as browsers write
+        theirs: GStreamer's webrtcbin refuses an answer in which any m-line lacks them ("No fingerprint
+        lines in sdp for media 0", "media 0 is missing ... 'ice-ufrag'") and then never connects."""
+        attrs = self._transport(m.mid) if m.mid is not None else []
+        attrs.append(("inactive", None))
+        return MediaDescription(m.kind, 0, m.proto, m.fmts[:1] or ("0",), "IN IP4 0.0.0.0", tuple(attrs))
+
     def _answer(self, m: MediaDescription) -> MediaDescription:
         if m.mid not in self.bundle:
-            return _rejected(m)
+            return self._rejected(m)
         if m.kind == "application":
             return self._answer_data(m)
         if m.kind not in ("audio", "video") or m.proto.upper() not in _RTP_PROTOS:
-            return _rejected(m)
+            return self._rejected(m)
         return self._answer_rtp(m)
 
     def _answer_data(self, m: MediaDescription) -> MediaDescription:
@@ -288,7 +297,7 @@ class _AnswerBuilder:
             or not m.proto.upper().endswith("DTLS/SCTP")
             or "webrtc-datachannel" not in m.fmts
         ):
-            return _rejected(m)
+            return self._rejected(m)
         self.data = m
         attrs = self._transport(m.mid or "")
         attrs += [("sctp-port", str(self.params.sctp_port)), ("max-message-size", str(self.params.max_message_size))]
@@ -296,11 +305,11 @@ class _AnswerBuilder:
 
     def _answer_rtp(self, m: MediaDescription) -> MediaDescription:
         params, mid = self.params, m.mid or ""
-        codecs, rtx = select_codecs(m, params.codecs)
+        direction = self._direction(m)
+        codecs, rtx = select_codecs(m, params.codecs, receive_only=direction == "recvonly")
         if not codecs:
             self.codec_rejected = True
-            return _rejected(m)
-        direction = self._direction(m)
+            return self._rejected(m)
         sending = direction in ("sendrecv", "sendonly")
         receiving = direction in ("sendrecv", "recvonly")
         fixed = params.send_ssrcs.get(mid)
@@ -390,12 +399,6 @@ class _AnswerBuilder:
             if ssrc not in self.used_ssrcs:
                 self.used_ssrcs.add(ssrc)
                 return ssrc
-
-
-def _rejected(m: MediaDescription) -> MediaDescription:
-    """Port 0, keeping the mid so the m-line can still be matched up (RFC 8829 §5.3.1)."""
-    attrs: tuple[Attribute, ...] = (("mid", m.mid),) if m.mid is not None else ()
-    return MediaDescription(m.kind, 0, m.proto, m.fmts[:1] or ("0",), "IN IP4 0.0.0.0", (*attrs, ("inactive", None)))
 
 
 def _remote_ssrcs(m: MediaDescription) -> tuple[tuple[int, ...], dict[int, int]]:

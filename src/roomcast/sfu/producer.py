@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from roomcast.proto.codecs import H264_DEFAULT_PROFILE_LEVEL_ID, h264_packetization_mode
 from roomcast.proto.feedback import KeyframeThrottle, NackGenerator
 from roomcast.proto.jsep import NegotiatedMedia
 from roomcast.sfu.consumer import Consumer
@@ -269,18 +270,26 @@ class Producer:
         return sum(layer.keyframe_requests for layer in self.layers)
 
 
-def _codec_key(codec: Codec) -> tuple[str, ...]:
-    params = codec.fmtp_params()
+def _codec_key(codec: Codec, *, any_mode: bool = False) -> tuple[str, ...]:
+    """Name and clock rate; for H.264 its packetization mode (unless ``any_mode``) and ``profile_idc``
+    (absent profile-level-id is Baseline, RFC 6184 §8.1). Levels are not compared: receivers offer
+    level-asymmetry-allowed and decode the lower levels of their profile anyway."""
     if codec.mime == "h264":
-        return ("h264", params.get("packetization-mode", "0"), params.get("profile-level-id", "")[:2])
+        profile = codec.fmtp_params().get("profile-level-id", H264_DEFAULT_PROFILE_LEVEL_ID)[:2].lower()
+        return ("h264", profile) if any_mode else ("h264", h264_packetization_mode(codec), profile)
     return (codec.mime, str(codec.clock_rate))
 
 
 def payload_type_map(producer: Producer, media: NegotiatedMedia) -> dict[int, int]:
-    """Producer payload type → the subscriber's payload type for the same codec (by name and fmtp)."""
+    """Producer payload type → the subscriber's payload type for the same codec (by name and fmtp).
+
+    A mode-0 H.264 publisher maps onto the subscriber's mode-1 entry of the same profile (its single
+    NAL unit packets are valid mode-1 packets), then onto any H.264 entry."""
     mapping: dict[int, int] = {}
     for codec in producer.codecs:
         match = next((c for c in media.codecs if _codec_key(c) == _codec_key(codec)), None)
+        loose = _codec_key(codec, any_mode=True)
+        match = match or next((c for c in media.codecs if _codec_key(c, any_mode=True) == loose), None)
         match = match or next((c for c in media.codecs if c.mime == codec.mime), None)
         if match is not None:
             mapping[codec.payload_type] = match.payload_type
