@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from types import FrameType
 
 from roomcast import __version__
 from roomcast.app.config import Config, ConfigError, load
-from roomcast.app.logs import install_redaction
+from roomcast.app.logs import configure_logging
 from roomcast.rooms.tokens import Grants, mint, parse_duration, validate_identity, validate_room
 
 WS_MAX_FRAME = 1024 * 1024  # frames above the 64 KiB message cap still get a typed error, then 1009
@@ -36,6 +37,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--max-rooms", type=int, dest="max_rooms")
     p.add_argument("--max-participants", type=int, dest="max_participants", help="default per-room limit")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=["text", "json"],
+        help="text lines with key=value fields, or one JSON object per line (default text)",
+    )
     p.add_argument("--tls-cert", dest="tls_cert", help="serve HTTPS/WSS with this certificate (PEM)")
     p.add_argument("--tls-key", dest="tls_key", help="private key (PEM) for --tls-cert")
     p.add_argument("--turn-host", dest="turn_host", help="coturn host announced to clients (with ROOMCAST_TURN_SECRET)")
@@ -184,6 +191,7 @@ def serve(args: argparse.Namespace) -> int:
             "max_rooms": args.max_rooms,
             "max_participants": args.max_participants,
             "log_level": args.log_level,
+            "log_format": args.log_format,
             "tls_cert": args.tls_cert,
             "tls_key": args.tls_key,
             "turn_host": args.turn_host,
@@ -223,7 +231,8 @@ def serve(args: argparse.Namespace) -> int:
             ssl_keyfile=config.tls_key or None,
         )
     )
-    install_redaction()  # after uvicorn.Config, which installs uvicorn's handlers
+    # after uvicorn.Config, which installs uvicorn's handlers: format, node stamp, repeat limit, redaction
+    configure_logging(config.log_format, str(getattr(config, "node_id", "") or socket.gethostname()))
     limits = app.state.guard.limits
     logging.getLogger("roomcast.app").info(
         "file descriptors: %d (was %d); HTTP port: at most %d connections, %s per IP, %gs for a request head",
@@ -234,11 +243,11 @@ def serve(args: argparse.Namespace) -> int:
         limits.header_timeout,
     )
     scheme = "https" if config.tls_cert else "http"
-    print(
-        f"roomcast {__version__} listening on {scheme}://{config.host}:{config.port}/",
-        file=sys.stderr,
-        flush=True,
-    )
+    listening = f"roomcast {__version__} listening on {scheme}://{config.host}:{config.port}/"
+    if config.log_format == "json":  # every line of a JSON log is JSON
+        logging.getLogger("roomcast.app").info(listening)
+    else:
+        print(listening, file=sys.stderr, flush=True)
     server.run()
     return 0
 

@@ -47,6 +47,7 @@ class Config:
     drain_timeout: float = 5.0  # on SIGTERM, how long open signaling sockets may stay (raise it in production)
     messages_per_second: float = 50.0
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line with the event's fields (app/logs.py)
     tls_cert: str = ""
     tls_key: str = ""
     turn_secret: str = ""
@@ -157,6 +158,8 @@ def load(
             raise ConfigError(f"no such file: {path}")
     if bool(config.turn_secret) != bool(config.turn_host):
         raise ConfigError("TURN needs both ROOMCAST_TURN_SECRET and --turn-host (ROOMCAST_TURN_HOST)")
+    if config.log_format not in ("text", "json"):
+        raise ConfigError("log_format must be 'text' or 'json'")
     if config.default_room_mode not in ("sfu", "p2p"):
         raise ConfigError("default_room_mode must be 'sfu' or 'p2p'")
     if config.consent_timeout <= 0 or config.drain_timeout < 0:

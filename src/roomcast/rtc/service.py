@@ -87,6 +87,11 @@ class _Owned:
     connected: bool = False
     last_offer: tuple[str, OfferContext] | None = None  # an identical re-offer gets the same answer, no work
     last_answer: str = ""
+    identity: str = ""
+
+    def fields(self, sid: str, target: str, **more: object) -> dict[str, object]:
+        """The fields of a log event about this transport (app/logs.py prints them)."""
+        return {"room": self.room, "participant": self.identity, "sid": sid, "target": target, **more}
 
 
 class Endpoint(Protocol):
@@ -252,6 +257,7 @@ class MediaService:
         else:
             sctp = self._peer_association(context) if peer and negotiated.data_mid is not None else None
             owned = self._new_transport(owner, target, context.room, negotiated, ufrag, pwd, sctp=sctp)
+            owned.identity = context.identity
         if mode == "echo":
             owned.echo = EchoSession(owned.transport, negotiated)
         elif router is not None and media is not None:
@@ -308,6 +314,7 @@ class MediaService:
                 max_channels=len(CHANNEL_LIMITS),
             )
             existing = self._new_transport(owner, "$data", context.room, negotiated, ufrag, pwd, sctp=sctp)
+            existing.identity = context.identity
         elif restart:
             self._restart_ice(existing, negotiated, ufrag, pwd)
         data = self.data_routers.get(context.room)
@@ -394,7 +401,7 @@ class MediaService:
         self.endpoint.add_ufrag(transport, ufrag)
         if dropped is not None:
             self.endpoint.retire_ufrag(transport, dropped)
-        log.info("media %s: ICE restart, local ufrag now %s", owned.room, ufrag)
+        log.info("media %s: ICE restart, local ufrag now %s", owned.room, ufrag, extra={"room": owned.room})
 
     def room_tracks(self, room: str) -> list[PublishedTrack]:
         router = self.routers.get(room)
@@ -537,16 +544,35 @@ class MediaService:
             if isinstance(event, TransportConnected):
                 owned.connected = True
                 self.on_transport(owner, target, True)
-                log.info("media %s/%s connected from %s (%s)", owner, target, event.remote, event.srtp_profile)
+                log.info(
+                    "media %s/%s connected from %s (%s)",
+                    owner,
+                    target,
+                    event.remote,
+                    event.srtp_profile,
+                    extra=owned.fields(owner, target, remote=f"{event.remote[0]}:{event.remote[1]}"),
+                )
             elif isinstance(event, TransportIceRestarted):
                 self.endpoint.retire_ufrag(transport, event.retired_ufrag, keep=event.remote)
-                log.info("media %s/%s: ICE restart completed on %s", owner, target, event.remote)
+                log.info(
+                    "media %s/%s: ICE restart completed on %s",
+                    owner,
+                    target,
+                    event.remote,
+                    extra=owned.fields(owner, target, remote=f"{event.remote[0]}:{event.remote[1]}"),
+                )
             elif isinstance(event, TransportSctp):
                 data = self.data_routers.get(owned.room)
                 if data is not None:
                     data.on_event(owner, event.event, self.clock())
             elif isinstance(event, TransportFailed):
-                log.info("media %s/%s failed: %s", owner, target, event.reason)
+                log.info(
+                    "media %s/%s failed: %s",
+                    owner,
+                    target,
+                    event.reason,
+                    extra=owned.fields(owner, target, reason=event.reason),
+                )
                 if target in ("$publish", "$subscribe", "$peer"):
                     # close_owner finds the rooms through the owner's endpoints: this one must still be
                     # listed, or its router would keep the dead producers (docs/faults.md F1)

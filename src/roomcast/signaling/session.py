@@ -433,6 +433,13 @@ class SignalingSession:
         if room.mode == "sfu" and self.media is not None and participant.grants.can_subscribe:
             self._send(tracks_message(self.media.room_tracks(room.name)))
         self._count("joined")
+        log.info(
+            "%s %s room %s",
+            participant.identity,
+            "resumed in" if parked is not None else "joined",
+            room.name,
+            extra={"room": room.name, "participant": participant.identity, "sid": participant.sid},
+        )
 
     def _park(self) -> bool:
         """The socket dropped without a leave (and was not closed by us): keep the participant a while."""
@@ -455,6 +462,9 @@ class SignalingSession:
 
     def _leave(self, reason: str) -> None:
         self._left = True
+        if self.room is not None and self.participant is not None:
+            who = {"room": self.room.name, "participant": self.participant.identity, "sid": self.participant.sid}
+            log.info("%s left room %s (%s)", who["participant"], who["room"], reason, extra={**who, "reason": reason})
         if self.media is not None and self.participant is not None:
             self.media.close_owner(self.participant.sid)
         if self.room is not None and self.participant is not None:
