@@ -68,7 +68,8 @@ def install_redaction(logger_names: tuple[str, ...] = ("", "uvicorn", "uvicorn.e
 # The fields an event may carry (``log.info(..., extra=fields(room=..., participant=..., sid=...))``), and
 # ``node``, which every line gets. The text format appends them as ``key=value``; JSON has them as keys.
 EVENT_FIELDS = ("room", "participant", "sid", "node", "target", "reason", "remote", "code")
-_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "repeated", "color_message"}
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_RESERVED = _STANDARD | {"message", "asctime", "repeated", "color_message"}  # color_message: uvicorn's
 
 
 def fields(**values: object) -> dict[str, object]:
