@@ -28,7 +28,6 @@ from types import ModuleType
 from typing import Any
 
 from roomcast.proto.common import Addr
-from roomcast.proto.srtp import SrtpContext, SrtpError
 
 
 def _load() -> ModuleType | None:
@@ -55,7 +54,7 @@ def enabled() -> bool:
 class DatagramBatch:
     """The datagrams queued while the endpoint handles one input; :meth:`flush` sends them."""
 
-    __slots__ = ("_add", "_add_rewritten", "_batch", "_fd", "_queued", "deferred", "drops", "transport")
+    __slots__ = ("_add", "_batch", "_fd", "_queued", "deferred", "drops", "native_add_rewritten", "transport")
 
     def __init__(self, transport: asyncio.DatagramTransport, drops: Counter[str]) -> None:
         assert native is not None
@@ -64,7 +63,9 @@ class DatagramBatch:
         self._batch: Any = native.Batch(int(family))
         self._fd: int = sock.fileno() if sock is not None else -1
         self._add = self._batch.add
-        self._add_rewritten = self._batch.add_rewritten
+        # the C method itself: (protect, srtp_t, packet, b1, seq, ts, ssrc, twcc_at, twcc, host, port) -> libsrtp
+        # status; the endpoint calls it with SrtpContext.native_protect's addresses (UdpEndpoint._batch_sender)
+        self.native_add_rewritten: Callable[..., int] = self._batch.add_rewritten
         self.transport = transport
         # bytes the transport itself still holds (asyncio's and uvloop's datagram transports both say)
         self._queued: Callable[[], int] = getattr(transport, "get_write_buffer_size", _nothing_queued)
@@ -85,20 +86,6 @@ class DatagramBatch:
             self._add(data, remote[0], remote[1])
         except ValueError:  # not a numeric address of the socket's family: the kernel would refuse it too
             self.drops["send_error"] += 1
-
-    def add_rewritten(
-        self, srtp: SrtpContext, packet: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int, at: int, twcc: int,
-        remote: Addr,
-    ) -> bool:
-        """Queue ``srtp.protect_rewritten(packet, b1, seq, ts, ssrc, at, twcc)`` for ``remote``, protected here;
-        ``False`` when this context cannot be protected natively (the caller protects it itself)."""
-        handle = srtp.native_protect
-        if handle is None or not 12 <= len(packet) <= handle[2]:
-            return False
-        status = self._add_rewritten(handle[0], handle[1], packet, b1, seq, ts, ssrc, at, twcc, remote[0], remote[1])
-        if status:
-            raise SrtpError(f"protect failed: libsrtp status {status}")
-        return True
 
     def flush(self) -> None:
         """Send everything queued (see the module docstring for what a short count or an error does)."""

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Protocol, cast
 
 from roomcast.proto.common import Addr, Transmit
-from roomcast.proto.srtp import SrtpContext
+from roomcast.proto.srtp import SrtpContext, SrtpError
 from roomcast.proto.webrtc import BatchRewritten
 from roomcast.runtime import sendmmsg
 from roomcast.wire.stun import is_stun, peek_username
@@ -254,24 +254,27 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def _batch_sender(self, conn: Connection) -> BatchRewritten:
         """``conn``'s forwarded packets, protected straight into the batch while an input is handled; ``False``
-        (the transport protects and sends itself) outside one, or towards a remote ``conn`` reaches by ICE-TCP."""
+        (the transport protects and sends itself) outside one, towards a remote ``conn`` reaches by ICE-TCP, or
+        when its SRTP context cannot be protected natively. Runs once per subscriber per packet: kept flat."""
         streams = self.streams
-        batch = self.batch
-        assert batch is not None
+        assert self.batch is not None
+        add = self.batch.native_add_rewritten
 
         def batch_rewritten(
             srtp: SrtpContext, packet: bytes | bytearray, b1: int, seq: int, ts: int, ssrc: int, at: int, twcc: int,
             remote: Addr,
         ) -> bool:
-            if not self._queueing:
+            handle = srtp.native_protect
+            if not self._queueing or handle is None or not 12 <= len(packet) <= handle[2]:
                 return False
             routes = streams.get(conn)
             if routes is not None and remote in routes:
                 return False
-            if batch.add_rewritten(srtp, packet, b1, seq, ts, ssrc, at, twcc, remote):
-                self.datagrams_out += 1
-                return True
-            return False
+            status = add(handle[0], handle[1], packet, b1, seq, ts, ssrc, at, twcc, remote[0], remote[1])
+            if status:
+                raise SrtpError(f"protect failed: libsrtp status {status}")
+            self.datagrams_out += 1
+            return True
 
         return batch_rewritten
 
