@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from livekit.protocol import models, rtc
 
 from roomcast.livekit import convert
+from roomcast.livekit.data import LIVEKIT_FRAMING
 from roomcast.livekit.frames import FrameError, decode_request, encode
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import (
@@ -300,6 +301,7 @@ class LiveKitSession:
             track_sids={a.cid: a.info.sid for a in self.announced.values()},
             stream_id="{owner}|{track}",
             data_labels=DATA_LABELS,
+            data_framing=LIVEKIT_FRAMING,
         )
         try:
             answer = media.handle_offer(participant.sid, "$peer", offer.sdp, context)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from roomcast.errors import CodedError
 from roomcast.rooms.model import PublishedTrack
+from roomcast.wire.envelope import DataFraming
 
 SERVER_TARGETS = frozenset({"$echo", "$publish", "$subscribe", "$data", "$peer"})
 # ``$peer``: one peer connection that publishes, subscribes and carries data channels, every negotiation offered
@@ -39,6 +40,7 @@ class OfferContext:
     # the msid stream id of a track we send; ``{owner}|{track}`` is what LiveKit clients read
     stream_id: str = "{identity}"
     data_labels: tuple[str, ...] = ()  # ``$peer``: the data channels its association accepts, one of each
+    data_framing: DataFraming | None = None  # ``$peer``: how its room data is framed (None: no room data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from roomcast.sfu.datachannels import CHANNEL_LIMITS, SEND_BUFFER, SEND_CHUNKS, 
 from roomcast.sfu.echo import EchoSession
 from roomcast.sfu.router import Router
 from roomcast.wire import ParseError
+from roomcast.wire.envelope import ENVELOPE, DataFraming
 from roomcast.wire.sdp import SessionDescription
 
 log = logging.getLogger("roomcast.media")
@@ -269,6 +270,8 @@ class MediaService:
                 self._remember_sizes(router, owner, context)
             if mode == "subscribe" or peer:
                 router.attach_subscriber(media, owned.transport, negotiated, context.subscriptions)
+        if peer and owned.transport.sctp is not None and context.data_framing is not None:
+            self._join_data(owner, context, owned.transport, context.data_framing)
         self.endpoint.poke(owned.transport)
         return negotiated.answer.serialize()
 
@@ -317,6 +320,12 @@ class MediaService:
             existing.identity = context.identity
         elif restart:
             self._restart_ice(existing, negotiated, ufrag, pwd)
+        self._join_data(owner, context, existing.transport, ENVELOPE)
+        self.endpoint.poke(existing.transport)
+        return negotiated.answer.serialize()
+
+    def _join_data(self, owner: str, context: OfferContext, transport: WebRtcTransport, framing: DataFraming) -> None:
+        """``owner``'s data channels on ``transport`` join its room's data router."""
         data = self.data_routers.get(context.room)
         if data is None:
             data = self.data_routers[context.room] = DataRouter(context.room, self.wall_clock)
@@ -326,13 +335,12 @@ class MediaService:
         data.add(
             owner,
             context.identity,
-            existing.transport,
+            transport,
             context.can_publish_data,
             context.room_admin,
             context.can_subscribe,
+            framing,
         )
-        self.endpoint.poke(existing.transport)
-        return negotiated.answer.serialize()
 
     @staticmethod
     def _peer_association(context: OfferContext) -> SctpAssociation:

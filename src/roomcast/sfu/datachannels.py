@@ -11,6 +11,10 @@ receiver holding more than :data:`RECEIVER_BACKLOG` (counted drop), and the asso
 past :data:`SEND_BUFFER`. Only one channel of each label is accepted (:data:`CHANNEL_LIMITS`) and the
 chat history is replayed once per participant. A participant without canSubscribe receives no room data,
 only the server's answers to what it sends (M3).
+
+Another protocol's clients (LiveKit's ``DataPacket`` on ``_reliable``/``_lossy``) join the same router with
+a :class:`DataFraming`: it names their labels, turns what they send into the envelope's header and payload,
+and what the room sends (always an envelope here) into their format, so every client hears every other.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from dataclasses import dataclass, field
 
 from roomcast.proto.sctp import ChannelClosed, ChannelOpened, ChannelRefused, MessageReceived, SctpEvent, SendBufferFull
 from roomcast.proto.webrtc import WebRtcTransport
-from roomcast.wire.envelope import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
+from roomcast.wire.envelope import (
+    CHUNK,
+    ENVELOPE,
+    LABEL_LOSSY,
+    LABEL_RELIABLE,
+    DataFraming,
+    encode_envelope,
+)
 
 MAX_ENVELOPE = 64 * 1024 + 1024
 RECEIVER_BACKLOG = 4 * 1024 * 1024
@@ -48,6 +59,7 @@ class DataParticipant:
     warned: float = -1e9
     pending: list[bytes] = field(default_factory=list)  # reliable messages that arrived before its channel opened
     pending_bytes: int = 0
+    framing: DataFraming = ENVELOPE
 
     def allow(self, size: int, now: float) -> bool:
         elapsed = max(0.0, now - self.refilled)
@@ -83,12 +95,13 @@ class DataRouter:
         can_publish_data: bool,
         room_admin: bool = False,
         can_subscribe: bool = True,
+        framing: DataFraming = ENVELOPE,
     ) -> None:
         old = self.participants.get(owner)
         if old is not None and old.transport is transport:  # a re-offer (ICE restart): same channels
             old.can_publish_data, old.room_admin, old.can_subscribe = can_publish_data, room_admin, can_subscribe
             return
-        p = DataParticipant(owner, identity, transport, can_publish_data, room_admin, can_subscribe)
+        p = DataParticipant(owner, identity, transport, can_publish_data, room_admin, can_subscribe, framing=framing)
         p.history_sent = old is not None and old.history_sent
         self.participants[owner] = p
 
@@ -113,7 +126,8 @@ class DataRouter:
 
     def _opened(self, p: DataParticipant, event: ChannelOpened) -> None:
         stream = event.stream_id
-        if event.label == LABEL_RELIABLE and p.reliable is None:
+        framing = p.framing
+        if event.label == framing.reliable_label and p.reliable is None:
             p.reliable = stream
             if p.can_subscribe and not p.history_sent:  # late joiners get the recent reliable messages
                 p.history_sent = True
@@ -124,8 +138,10 @@ class DataRouter:
             for envelope in p.pending:
                 self._send(p, stream, envelope)
             p.pending, p.pending_bytes = [], 0
-        elif event.label == LABEL_LOSSY and p.lossy is None:
+        elif event.label == framing.lossy_label and p.lossy is None:
             p.lossy = stream
+        elif event.label in framing.idle_labels:
+            pass
         else:  # the association's CHANNEL_LIMITS refuse these first; kept for any other association
             self.counters["data_dropped_channel_refused"] += 1
             sctp = p.transport.sctp
@@ -137,7 +153,9 @@ class DataRouter:
         self.counters["data_dropped_" + code] += 1
         if p.reliable is not None and (code == "permission_denied" or now - p.warned >= 1.0):
             p.warned = now  # floods are told at most once a second; refusals of a grant always
-            self._send(p, p.reliable, encode_envelope({"e": code, "m": message}, b""))
+            told = p.framing.refusal(code, message)
+            if told is not None:
+                self._send(p, p.reliable, told, framed=True)
 
     def _route(self, p: DataParticipant, stream: int, data: bytes, now: float) -> None:
         reliable = stream == p.reliable
@@ -156,7 +174,7 @@ class DataRouter:
             self._refuse(p, "rate_limited", f"over {RATE_MESSAGES:g} messages or {RATE_BYTES:g} bytes per second", now)
             return
         try:
-            header, payload = decode_envelope(data)
+            header, payload = p.framing.decode(data)
         except ValueError as exc:
             self._refuse(p, "invalid_message", str(exc), now)
             return
@@ -169,6 +187,9 @@ class DataRouter:
         for key in ("id", "i", "n"):
             if isinstance(header.get(key), int | str):
                 out[key] = header[key]
+        raw = bool(header.get("raw"))
+        if raw:
+            out["raw"] = 1
         envelope = encode_envelope(out, payload)
         wanted = header.get("to")
         targets = [q for q in self.participants.values() if q is not p and q.can_subscribe]
@@ -176,6 +197,9 @@ class DataRouter:
             names = {str(w) for w in wanted[:256]}
             targets = [q for q in targets if q.identity in names]
         for q in targets:
+            if raw and not q.framing.takes_raw:
+                self.counters["data_dropped_not_bridged"] += 1  # e.g. LiveKit RPC to a Roomcast client
+                continue
             target_stream = q.reliable if reliable else q.lossy
             if target_stream is None:
                 if reliable and len(q.pending) < 256 and q.pending_bytes + len(envelope) <= RECEIVER_BACKLOG:
@@ -185,15 +209,22 @@ class DataRouter:
                     self.counters["data_dropped_no_channel"] += 1
                 continue
             self._send(q, target_stream, envelope)
-        if reliable and out["t"] == "chat" and "n" not in out and wanted is None:
+        if reliable and out["t"] == "chat" and "n" not in out and wanted is None and not raw:
             self.history.append(envelope)
 
-    def _send(self, q: DataParticipant, stream: int, envelope: bytes) -> bool:
-        """Every message to a participant comes here: a receiver holding too much gets a counted drop."""
+    def _send(self, q: DataParticipant, stream: int, envelope: bytes, framed: bool = False) -> bool:
+        """Every message to a participant comes here (an envelope, in its framing unless ``framed``): a receiver
+        holding too much gets a counted drop."""
         sctp = q.transport.sctp
         if sctp is not None and sctp.queued_bytes > RECEIVER_BACKLOG:
             self.counters["data_dropped_receiver_backlog"] += 1  # a slow receiver never grows our memory
             return False
+        if not framed:
+            try:
+                envelope = q.framing.transcode(envelope, stream == q.reliable)
+            except ValueError:
+                self.counters["data_dropped_not_bridged"] += 1
+                return False
         try:
             q.transport.send_message(stream, envelope)
         except SendBufferFull:

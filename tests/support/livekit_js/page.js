@@ -67,3 +67,11 @@ window.lkRemoteVideo = (identity) => {
   const p = [...window.room.remoteParticipants.values()].find((x) => x.identity === identity);
   return p ? [...p.trackPublications.values()].find((pub) => pub.kind === 'video') : undefined;
 };
+
+window.lkSend = (text, opts) => window.room.localParticipant.publishData(new TextEncoder().encode(text), opts);
+
+window.lkServeRpc = () => window.room.localParticipant.registerRpcMethod(
+  'greet', async (data) => 'hello ' + data.callerIdentity + ': ' + data.payload);
+
+window.lkCallRpc = (to, payload) => window.room.localParticipant.performRpc(
+  { destinationIdentity: to, method: 'greet', payload, responseTimeout: 5000 });
