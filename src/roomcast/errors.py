@@ -57,6 +57,14 @@ CODES: Final[dict[str, tuple[int, str]]] = {
     "no_data_channel": (400, "the offer has no application m-line for the server's data channels"),
     "media_unavailable": (503, "the media service is not available (the server is draining or starting)"),
     "unsupported_codec": (415, "no codec in common"),
+    # WHIP/WHEP resources (whip/, RFC 9725)
+    "invalid_sdpfrag": (400, "the PATCH body is not a trickle-ice-sdpfrag this session can use"),
+    "no_media": (422, "the offer has no audio or video m-line the resource can use"),
+    "unknown_session": (404, "no such WHIP/WHEP session (it ended, or never existed)"),
+    "not_your_session": (403, "the session belongs to another participant"),
+    "wrong_room": (403, "the token is for another room"),
+    "etag_mismatch": (412, "If-Match does not match the session's ETag"),
+    "too_many_sessions": (429, "as many WHIP/WHEP sessions as allowed are open"),
     # protocol and limits (signaling/messages.py, signaling/session.py, app/)
     "invalid_json": (400, "the frame is not JSON"),
     "invalid_message": (400, "the message does not match the schema"),

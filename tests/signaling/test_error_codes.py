@@ -21,7 +21,8 @@ SRC = Path(roomcast.__file__).parent
 CODE = re.compile(r"^[a-z][a-z_]*[a-z]$")
 # calls whose first string argument (or code= keyword) is an error code
 CODED_CALLS = {
-    "CodedError", "RoomError", "MediaError", "TokenError", "SchemaError", "RoomcastError", "_error", "error", "_refuse"
+    "CodedError", "RoomError", "MediaError", "TokenError", "SchemaError", "RoomcastError", "WhipError",
+    "_error", "error",
 }
 
 
@@ -37,6 +38,8 @@ def _raised_codes() -> dict[str, set[str]]:
             literals = [a for a in node.args[:2] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
             if name == "Error":  # the signaling schema's error message: Error(code=..., message=...)
                 literals = [k.value for k in node.keywords if k.arg == "code" and isinstance(k.value, ast.Constant)]
+            elif name == "_refuse":  # sfu/datachannels: _refuse(participant, code, message, now)
+                literals = [a for a in node.args[1:2] if isinstance(a, ast.Constant)] if len(node.args) >= 3 else []
             elif name not in CODED_CALLS:
                 continue
             for literal in literals[:1]:
