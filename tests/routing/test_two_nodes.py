@@ -3,29 +3,32 @@ on the other is relayed there; the admin API of either node sees the whole clust
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET, Client
+from tests.support.cluster import ClusterProcesses
 from tests.support.redis_server import RedisServer
 from tests.support.server import ServerProcess
 
 
 @pytest.fixture(scope="module")
 def two_nodes(artifacts: Path) -> Iterator[tuple[RedisServer, ServerProcess, ServerProcess]]:
-    redis = RedisServer(artifacts)
-    nodes = [
-        ServerProcess(artifacts, args=["--redis-url", redis.url, "--node-id", name]) for name in ("node-1", "node-2")
-    ]
-    yield redis, nodes[0], nodes[1]
-    for node in nodes:
-        assert node.stop() == 0, node.log()[-3000:]
-        assert "Traceback" not in node.log(), node.log()[-5000:]
-    redis.stop()
+    cluster = ClusterProcesses(artifacts)
+    yield cluster.redis, cluster.nodes[0], cluster.nodes[1]
+    assert not cluster.stop()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
 
 
 def room() -> str:
@@ -52,7 +55,59 @@ async def test_participants_on_different_nodes_share_one_room(two_nodes) -> None
     await bob.send({"type": "ping", "ts": 1.0})
     assert (await bob.recv_type("pong"))["ts"] == 1.0
 
-    await bob.send({"type": "leave"})
+    for node in (one, two):  # either node's admin API lists both, whichever node hosts the room
+        people = api(node, f"/api/rooms/{r}/participants")
+        assert people.status_code == 200, people.text
+        assert sorted(p["identity"] for p in people.json()["participants"]) == ["alice", "bob"]
+        listed = {x["name"]: x for x in api(node, "/api/rooms").json()["rooms"]}
+        assert listed[r]["num_participants"] == 2
+        nodes = api(node, "/api/nodes").json()
+        assert {n["id"] for n in nodes["nodes"]} == {"node-1", "node-2"}
+    host = listed[r]["node"]
+    assert host in ("node-1", "node-2")
+
+    async def host_reports_two() -> bool:
+        found = {n["id"]: n for n in api(one, "/api/nodes").json()["nodes"]}
+        return r in found[host]["rooms"] and found[host]["load"]["participants"] == 2
+
+    await until(host_reports_two)
+
+    other = two if host == "node-1" else one  # a kick through the node that does not host the room
+    kicked = httpx.delete(f"{other.base}/api/rooms/{r}/participants/bob", auth=(DEV_KEY, DEV_SECRET), timeout=10)
+    assert kicked.status_code == 204, kicked.text
+    assert (await bob.recv_type("error"))["code"] == "removed"
     assert (await alice.recv_type("participant_left"))["identity"] == "bob"
+    assert (await bob.closed())[0] == 1000  # the host's close code crossed the relay
+    await alice.send({"type": "leave"})
     await alice.close()
-    await bob.close()
+
+    async def room_gone() -> bool:
+        return r not in [x["name"] for x in api(one, "/api/rooms").json()["rooms"]]
+
+    await until(room_gone)
+
+
+async def test_rooms_created_through_the_api_are_placed_by_load_and_answer_from_any_node(two_nodes) -> None:  # type: ignore[no-untyped-def]
+    _, one, two = two_nodes
+    names = [room() for _ in range(4)]
+    for name in names:
+        made = httpx.post(f"{one.base}/api/rooms", json={"name": name}, auth=(DEV_KEY, DEV_SECRET), timeout=10)
+        assert made.status_code == 201, made.text
+    listed = {x["name"]: x["node"] for x in api(two, "/api/rooms").json()["rooms"] if x["name"] in names}
+    assert set(listed) == set(names)
+    assert set(listed.values()) == {"node-1", "node-2"}  # empty nodes: each new room goes to the emptier one
+    again = httpx.post(f"{two.base}/api/rooms", json={"name": names[0]}, auth=(DEV_KEY, DEV_SECRET), timeout=10)
+    assert again.status_code == 409  # the room's node says it exists, whichever node was asked
+    bad = httpx.get(f"{two.base}/api/rooms/{names[1]}", auth=("devkey", "wrong"), timeout=10)
+    assert bad.status_code == 401  # credentials are checked (by the node that answers)
+    for name in names:
+        assert httpx.delete(f"{two.base}/api/rooms/{name}", auth=(DEV_KEY, DEV_SECRET), timeout=10).status_code == 204
+    assert httpx.get(f"{one.base}/api/rooms/{names[2]}", auth=(DEV_KEY, DEV_SECRET), timeout=10).status_code == 404
+
+
+def test_metrics_of_any_node_through_any_node(two_nodes) -> None:  # type: ignore[no-untyped-def]
+    _, one, _two = two_nodes
+    own = httpx.get(f"{one.base}/metrics", timeout=10).text
+    other = httpx.get(f"{one.base}/metrics", params={"node": "node-2"}, timeout=10).text
+    assert 'roomcast_node_info{node="node-1"} 1.0' in own
+    assert 'roomcast_node_info{node="node-2"} 1.0' in other

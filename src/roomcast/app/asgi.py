@@ -38,7 +38,8 @@ from starlette.websockets import WebSocket
 
 from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
-from roomcast.app.cluster import Cluster, LoadMeter
+from roomcast.app.cluster import Cluster, LoadMeter, RoutingCollector
+from roomcast.app.cluster_api import ClusterAdmin, nodes_route
 from roomcast.app.config import Config
 from roomcast.app.drain import Drain
 from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
@@ -128,6 +129,12 @@ class Metrics:
 
     def watch_media(self, media: MediaService) -> None:
         self.registry.register(_MediaCollector(media))
+
+    def watch_routing(self, routing: Routing) -> None:
+        """Which node this is (workers share one port: ``/metrics?node=ID`` picks one) and its routing events."""
+        info = Gauge("roomcast_node_info", "This node's id in the cluster", ["node"], registry=self.registry)
+        info.labels(routing.node_id).set(1)
+        self.registry.register(RoutingCollector(routing))
 
     def watch_http(self, guard: ConnectionGuard) -> None:
         self.registry.register(_HttpCollector(guard))
@@ -248,6 +255,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     cluster = Cluster(routing, manager, config.keys, clock)
     cluster.loop_lag = lambda: metrics.worst_lag
     drain.on_start.append(routing.set_draining)
+    metrics.watch_routing(routing)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -452,11 +460,13 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         Route("/sdk/roomcast.js", page("roomcast.js")),
         Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         *admin.routes(),
+        nodes_route(admin, routing),
         *whip_http.routes(),
         *(Route(path, page(filename)) for path, filename in PAGES.items()),
     ]
     hosts = HostCheck.from_setting(config.allowed_hosts, dev_mode=config.dev_mode)
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HttpPolicy, hosts=hosts)])
+    middleware = [Middleware(HttpPolicy, hosts=hosts), Middleware(ClusterAdmin, routing=routing)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.manager = manager
     app.state.config = config
     app.state.metrics = metrics

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from roomcast.rooms.manager import RoomManager
 from roomcast.rooms.tokens import TokenError, verify
@@ -99,4 +101,25 @@ class Cluster:
         return await self.routing.connect(node, msgspec.json.encode(Hello(token=raw_token, client=client)))
 
 
-__all__ = ["Cluster", "LoadMeter", "RoutingError"]
+class RoutingCollector(Collector):
+    """Routing's counters (links, envelopes, Redis errors, relay gaps) as metrics when scraped."""
+
+    def __init__(self, routing: Routing) -> None:
+        self.routing = routing
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "roomcast_routing_events", "Cluster routing: links, envelopes, Redis errors, gaps", labels=["event"]
+        )
+        for name, value in sorted(self.routing.counters().items()):
+            if name != "links_open":
+                events.add_metric([name], value)
+        yield events
+        yield GaugeMetricFamily(
+            "roomcast_relayed_links",
+            "Signaling links to or from other nodes",
+            value=self.routing.counters().get("links_open", 0),
+        )
+
+
+__all__ = ["Cluster", "LoadMeter", "RoutingCollector", "RoutingError"]
