@@ -45,11 +45,12 @@ from roomcast.app.drain import Drain
 from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
 from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
 from roomcast.app.object_metrics import ObjectCollector
+from roomcast.app.webhooks import WebhookCollector, Webhooks
 from roomcast.apps.rules import DataRules
 from roomcast.livekit.session import LiveKitSession
 from roomcast.livekit.ws import serve_livekit, validate
 from roomcast.rooms.manager import RoomManager, client_key
-from roomcast.rooms.model import PublisherLayersEvent
+from roomcast.rooms.model import PublishedTrack, PublisherLayersEvent
 from roomcast.rooms.resume import ResumeRegistry
 from roomcast.routing.api import Link, Routing, RoutingError
 from roomcast.routing.factory import make_routing
@@ -236,6 +237,10 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         data_rules=DataRules,
     )
     metrics = Metrics(manager)
+    webhook_urls = [url.strip() for url in config.webhook_urls.split(",") if url.strip()]
+    webhooks = Webhooks(webhook_urls, config.api_key, config.api_secret, clock=clock)
+    manager.on_lifecycle = webhooks.lifecycle
+    metrics.registry.register(WebhookCollector(webhooks))
     guard = ConnectionGuard(
         GuardLimits(
             max_sockets=socket_budget(config.max_sockets),
@@ -272,7 +277,12 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         )
         metrics.watch_media(app.state.media)
         objects.media, objects.loop = app.state.media, asyncio.get_running_loop()
-        app.state.media.on_tracks_changed = manager.broadcast_tracks
+        def tracks_changed(room: str, tracks: list[PublishedTrack]) -> None:
+            manager.broadcast_tracks(room, tracks)
+            webhooks.tracks_changed(manager.rooms.get(room), room, tracks)
+
+        app.state.media.on_tracks_changed = tracks_changed
+        webhooks.start()
         app.state.media.on_publisher_layers = lambda room, owner, track_id, rids: manager.tell_participant(
             room, owner, PublisherLayersEvent(track_id, tuple(rids))
         )
@@ -306,6 +316,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
             trim_task.cancel()
             whip.close()
             await routing.stop()
+            await webhooks.flush(2.0)
+            await webhooks.close()
             app.state.media.close()
 
     def turn_servers(identity: str) -> list[dict[str, object]]:
@@ -324,7 +336,15 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         max_sessions=config.max_whip_sessions,
         connect_timeout=config.whip_connect_timeout,
     )
-    whip = WhipService(manager, config.keys, None, clock=clock, limits=whip_limits, on_event=metrics.count)
+    whip = WhipService(
+        manager,
+        config.keys,
+        None,
+        clock=clock,
+        limits=whip_limits,
+        on_event=metrics.count,
+        on_session=lambda name, r: webhooks.session(name, r.room, r.participant, r.id, r.kind),
+    )
     whip_http = WhipHttp(whip, body_timeout=config.header_timeout, ice_servers=turn_servers)
 
     connections: collections.Counter[str] = collections.Counter()
@@ -472,6 +492,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     app.state.metrics = metrics
     app.state.drain = drain
     app.state.whip = whip
+    app.state.webhooks = webhooks
     app.state.guard = guard  # the server's protocol classes enforce it (app/cli.py)
     app.state.routing = routing
     app.state.cluster = cluster

@@ -54,6 +54,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="seconds without ICE consent checks before a media connection is dead (RFC 7675; default 30)",
     )
     p.add_argument(
+        "--webhook-url",
+        dest="webhook_url",
+        action="append",
+        help="POST signed JSON events (rooms, participants, tracks, WHIP/WHEP sessions) here; repeat for several",
+    )
+    p.add_argument(
         "--drain-timeout",
         dest="drain_timeout",
         type=float,
@@ -198,6 +204,7 @@ def serve(args: argparse.Namespace) -> int:
             "turn_port": args.turn_port,
             "consent_timeout": args.consent_timeout,
             "drain_timeout": args.drain_timeout,
+            "webhook_urls": ",".join(args.webhook_url) if args.webhook_url else None,
             "allowed_hosts": args.allowed_hosts,
             "header_timeout": args.header_timeout,
             "max_sockets": args.max_sockets,

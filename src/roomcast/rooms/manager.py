@@ -48,6 +48,11 @@ def client_key(host: str) -> str:
     return str(address)
 
 
+# (event, room, participant or None, reason): "room_started", "room_finished", "participant_joined",
+# "participant_left"; the composition root turns them into webhooks (app/webhooks.py). Must not block.
+LifecycleHook = Callable[[str, Room, Participant | None, str], None]
+
+
 class RoomManager:
     """All rooms of this node, in memory."""
 
@@ -73,6 +78,7 @@ class RoomManager:
         # (room, identity) -> time of the kick: every token for them issued before it is refused too (tokens
         # without a jti, others minted earlier, a token the kicked admin minted for itself).
         self._kicked: dict[tuple[str, str], float] = {}
+        self.on_lifecycle: LifecycleHook = lambda event, room, participant, reason: None
 
     def participant_count(self) -> int:
         """Participants in every room of this node (metrics; memory trimming after departures)."""
@@ -104,6 +110,7 @@ class RoomManager:
         if self._data_rules is not None:
             room.data_rules = self._data_rules()
         self.rooms[name] = room
+        self.on_lifecycle("room_started", room, None, "")
         return room
 
     def delete_room(self, name: str, reason: str = "room_deleted") -> None:
@@ -113,7 +120,9 @@ class RoomManager:
         self._forget_room(room)
         for participant in list(room.participants.values()):
             participant.sink.close(reason, f"room {name!r} was deleted")
+            self.on_lifecycle("participant_left", room, participant, reason)
         room.participants.clear()
+        self.on_lifecycle("room_finished", room, None, reason)
 
     # ------------------------------------------------------------------ participants
 
@@ -144,6 +153,7 @@ class RoomManager:
             del room.participants[token.identity]
             previous.sink.close("duplicate_identity", "the same identity joined from another session")
             self._broadcast(room, ParticipantLeftEvent(previous.identity, "replaced"), previous)
+            self.on_lifecycle("participant_left", room, previous, "replaced")
         participant = Participant(
             identity=token.identity,
             name=token.name,
@@ -157,6 +167,7 @@ class RoomManager:
         )
         room.participants[participant.identity] = participant
         self._broadcast(room, ParticipantJoinedEvent(participant), participant)
+        self.on_lifecycle("participant_joined", room, participant, "")
         return room, participant
 
     def leave(self, room: Room, participant: Participant, reason: str = "left") -> None:
@@ -165,6 +176,7 @@ class RoomManager:
             return
         del room.participants[participant.identity]
         self._broadcast(room, ParticipantLeftEvent(participant.identity, reason), participant)
+        self.on_lifecycle("participant_left", room, participant, reason)
         self._drop_if_empty(room)
 
     def is_revoked(self, token: AccessToken, now: float) -> bool:
@@ -279,6 +291,7 @@ class RoomManager:
         if room.auto_created and not room.participants and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             self._forget_room(room)
+            self.on_lifecycle("room_finished", room, None, "empty")
 
     def _forget_room(self, room: Room) -> None:
         if room.created_by:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from roomcast.errors import CODES
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import Participant, PublishedTrack, Room, RoomError, RoomEvent, TracksEvent
 from roomcast.rooms.tokens import AccessToken, TokenError, verify
@@ -32,20 +33,10 @@ Kind = Literal["whip", "whep"]
 # (event name, the session) -> None: metrics and webhooks (whip_session_started, whip_session_ended, ...)
 SessionHook = Callable[[str, "WhipResource"], None]
 
-_ROOM_STATUS = {
-    "room_not_found": 404,
-    "room_full": 409,
-    "too_many_rooms": 429,
-    "token_revoked": 401,
-    "missing_grant": 403,
-    "invalid_room": 404,
-}
-_MEDIA_STATUS = {
-    "invalid_sdp": 400,
-    "too_many_publishers": 409,
-    "too_many_transports": 409,
-    "permission_denied": 403,
-}
+# RFC 9725 leaves most statuses to the server: the registry's (roomcast.errors), and 422 for an offer that
+# parses but cannot be answered (no codec or m-line this SFU forwards)
+def _status(code: str) -> int:
+    return CODES[code][0] if code in CODES else 422
 
 
 class WhipError(Exception):
@@ -160,13 +151,13 @@ class WhipService:
         tokens = min(limits.post_burst, tokens + (now - last) * limits.posts_per_second)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
-            self._refuse("post_rate_limited")
+            self._count_refusal("post_rate_limited")
             raise WhipError(429, "rate_limited", "too many session requests; retry later", retry_after=1)
         if len(self._buckets) >= limits.max_clients_tracked and key not in self._buckets:
             self._forget_full_buckets(now)
         self._buckets[key] = (tokens - 1.0, now)
         if len(self.resources) >= limits.max_sessions:
-            self._refuse("sessions_full")
+            self._count_refusal("sessions_full")
             raise WhipError(429, "too_many_sessions", "this server holds its most WHIP/WHEP sessions", retry_after=5)
 
     def _forget_full_buckets(self, now: float) -> None:
@@ -178,15 +169,15 @@ class WhipService:
     def authenticate(self, authorization: str) -> AccessToken:
         scheme, _, raw = authorization.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
-            self._refuse("token_missing")
+            self._count_refusal("token_missing")
             raise WhipError(401, "missing_token", "send Authorization: Bearer <Roomcast access token>")
         try:
             token = verify(raw.strip(), self.keys, now=self.clock())
         except TokenError as exc:
-            self._refuse("token_refused")
+            self._count_refusal("token_refused")
             raise WhipError(401, exc.code, exc.message) from None
         if self.manager.is_revoked(token, self.clock()):
-            self._refuse("token_refused")
+            self._count_refusal("token_refused")
             raise WhipError(401, "token_revoked", "this token was revoked when its participant was removed")
         return token
 
@@ -198,26 +189,26 @@ class WhipService:
         """Join ``room_name`` as the token's identity and answer its offer (RFC 9725 §4.2)."""
         token = self.authenticate(authorization)
         if token.grants.room != room_name:
-            self._refuse("wrong_room")
+            self._count_refusal("wrong_room")
             message = f"token is for room {token.grants.room[:128]!r}, not {room_name[:128]!r}"
             raise WhipError(403, "wrong_room", message)
         if kind == "whip" and not token.grants.can_publish:
-            self._refuse("permission_denied")
+            self._count_refusal("permission_denied")
             raise WhipError(403, "permission_denied", "token lacks the canPublish grant")
         if kind == "whep" and not token.grants.can_subscribe:
-            self._refuse("permission_denied")
+            self._count_refusal("permission_denied")
             raise WhipError(403, "permission_denied", "token lacks the canSubscribe grant")
         mids = self._check_offer(kind, sdp)
         room = self.manager.rooms.get(room_name)
         if room is not None and room.mode != "sfu":
-            self._refuse("wrong_mode")
+            self._count_refusal("wrong_mode")
             raise WhipError(409, "wrong_mode", f"room {room_name[:128]!r} is peer-to-peer; WHIP/WHEP need an SFU room")
         sink = _Sink(self)
         try:
             room, participant = self.manager.join(token, sink, self.clock(), client_key(host) if host else "")
         except RoomError as exc:
-            self._refuse(exc.code)
-            raise WhipError(_ROOM_STATUS.get(exc.code, 403), exc.code, exc.message) from None
+            self._count_refusal(exc.code)
+            raise WhipError(_status(exc.code), exc.code, exc.message) from None
         resource = WhipResource(
             id=secrets.token_urlsafe(18),
             kind=kind,
@@ -231,7 +222,7 @@ class WhipService:
         )
         if room.mode != "sfu":
             self.manager.leave(room, participant, "refused")
-            self._refuse("wrong_mode")
+            self._count_refusal("wrong_mode")
             raise WhipError(409, "wrong_mode", f"room {room_name[:128]!r} is peer-to-peer; WHIP/WHEP need an SFU room")
         if kind == "whep":
             self._choose_source(resource, self.media.room_tracks(room.name))
@@ -240,8 +231,8 @@ class WhipService:
         except MediaError as exc:
             self.media.close_owner(participant.sid)
             self.manager.leave(room, participant, "refused")
-            self._refuse("media_" + exc.code)
-            raise WhipError(_MEDIA_STATUS.get(exc.code, 422), exc.code, exc.message) from None
+            self._count_refusal("media_" + exc.code)
+            raise WhipError(_status(exc.code), exc.code, exc.message) from None
         sink.resource = resource
         self.resources[resource.id] = resource
         self.by_owner[participant.sid] = resource
@@ -257,7 +248,7 @@ class WhipService:
         try:
             offer = SessionDescription.parse(sdp)
         except ParseError as exc:
-            self._refuse("invalid_sdp")
+            self._count_refusal("invalid_sdp")
             raise WhipError(400, "invalid_sdp", f"cannot parse the offer: {exc}") from None
         wanted = ("sendonly", "sendrecv") if kind == "whip" else ("recvonly", "sendrecv")
         mids: dict[str, str] = {}
@@ -265,7 +256,7 @@ class WhipService:
             if m.kind in ("audio", "video") and m.port and m.direction in wanted and m.mid is not None:
                 mids.setdefault(m.kind, m.mid)
         if not mids:
-            self._refuse("nothing_to_negotiate")
+            self._count_refusal("nothing_to_negotiate")
             verb = "sends" if kind == "whip" else "receives"
             raise WhipError(422, "no_media", f"the offer {verb} no audio or video")
         return mids
@@ -276,11 +267,11 @@ class WhipService:
         """The resource, for its own participant only: 404 unknown, 401 bad token, 403 someone else's."""
         resource = self.resources.get(resource_id)
         if resource is None or resource.kind != kind:
-            self._refuse("unknown_session")
+            self._count_refusal("unknown_session")
             raise WhipError(404, "unknown_session", "no such session (it ended, or never existed)")
         token = self.authenticate(authorization)
         if token.identity != resource.participant.identity or token.grants.room != resource.room.name:
-            self._refuse("not_your_session")
+            self._count_refusal("not_your_session")
             raise WhipError(403, "not_your_session", "this session belongs to another participant")
         return resource
 
@@ -288,7 +279,7 @@ class WhipService:
         """Trickle (None: 204, an ICE-lite server needs no candidates) or an ICE restart (RFC 9725 §4.3.2):
         the answer fragment and the new ETag."""
         if if_match is not None and if_match.strip() not in ("*", resource.etag):
-            self._refuse("etag_mismatch")
+            self._count_refusal("etag_mismatch")
             raise WhipError(412, "etag_mismatch", "If-Match does not match this session's ETag")
         current = _offer_ice(resource.offer)
         if frag.ice_ufrag is None or frag.ice_pwd is None or frag.ice_ufrag == current[0]:
@@ -298,7 +289,7 @@ class WhipService:
         try:
             answer = self.media.handle_offer(resource.participant.sid, resource.target, offer, self._context(resource))
         except MediaError as exc:
-            raise WhipError(_MEDIA_STATUS.get(exc.code, 422), exc.code, exc.message) from None
+            raise WhipError(_status(exc.code), exc.code, exc.message) from None
         resource.offer = offer
         resource.etag = _etag()
         self.counters["ice_restarts"] += 1
@@ -322,11 +313,11 @@ class WhipService:
         self.resources.pop(resource.id, None)
         self.by_owner.pop(resource.participant.sid, None)
         self.media.close_owner(resource.participant.sid)
-        if leave:
-            self.manager.leave(resource.room, resource.participant, reason)
         self.counters[f"{resource.kind}_ended"] += 1
         self._count(f"{resource.kind}_ended_{reason}")
-        self._on_session(f"{resource.kind}_session_ended", resource)
+        self._on_session(f"{resource.kind}_session_ended", resource)  # before the participant_left it causes
+        if leave:
+            self.manager.leave(resource.room, resource.participant, reason)
         log.info("%s session %s ended: %s", resource.kind, resource.id[:8], reason)
 
     def transport_event(self, owner: str, target: str, up: bool) -> None:
@@ -418,7 +409,7 @@ class WhipService:
             send_all=resource.kind == "whep",
         )
 
-    def _refuse(self, reason: str) -> None:
+    def _count_refusal(self, reason: str) -> None:
         self.counters["refused_" + reason] += 1
         self._count("whip_refused_" + reason)
 
