@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections import deque
 from typing import Any
 
 import gi
@@ -58,8 +60,12 @@ class Peer:
         self.args = args
         self.loop = GLib.MainLoop()
         self.frames = 0
+        self.last_frame = 0.0
+        self.intervals: deque[float] = deque(maxlen=30)
+        self.freezes = 0.0
         self.audio_buffers = 0
         self.peak_db = -200.0
+        self.second_peak_db = -200.0  # since the last report
         self.offered = False
         if args.mode == "publish":
             parts = ["webrtcbin name=webrtc bundle-policy=max-bundle latency=200"]
@@ -79,7 +85,11 @@ class Peer:
                 )
             self.pipe = Gst.parse_launch(" ".join(parts))
         else:
-            self.pipe = Gst.parse_launch("webrtcbin name=webrtc bundle-policy=max-bundle latency=200")
+            self.pipe = Gst.Pipeline.new("subscriber")
+            webrtc = Gst.ElementFactory.make("webrtcbin", "webrtc")
+            webrtc.set_property("latency", 200)
+            webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
+            self.pipe.add(webrtc)
         self.webrtc = self.pipe.get_by_name("webrtc")
         if args.mode == "subscribe":
             recv = GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY
@@ -175,6 +185,17 @@ class Peer:
             bin_.get_by_name("vsink").connect("handoff", self.on_frame)
 
     def on_frame(self, *_args: object) -> None:
+        """Count a decoded frame; a gap longer than max(3 x mean, mean + 150 ms) of the last 30 is a
+        freeze, as Chromium's ``totalFreezesDuration`` defines it (webrtc-stats)."""
+        now = time.monotonic()
+        if self.last_frame:
+            gap = now - self.last_frame
+            if len(self.intervals) == self.intervals.maxlen:
+                mean = sum(self.intervals) / len(self.intervals)
+                if gap > max(3 * mean, mean + 0.150):
+                    self.freezes += gap
+            self.intervals.append(gap)
+        self.last_frame = now
         self.frames += 1
 
     def on_message(self, _bus: Gst.Bus, message: Gst.Message) -> None:
@@ -188,6 +209,7 @@ class Peer:
                 rms = s.get_value("rms")
                 if rms:
                     self.peak_db = max(self.peak_db, max(rms))
+                    self.second_peak_db = max(self.second_peak_db, max(rms))
                     self.audio_buffers += 1
 
     # ------------------------------------------------------------------ stats
@@ -219,12 +241,16 @@ class Peer:
         emit(
             {
                 "type": "stats",
+                "t": time.monotonic(),
                 "frames": self.frames,
+                "freezes": self.freezes,
                 "level_db": self.peak_db,
+                "level_db_last": self.second_peak_db,
                 "level_reports": self.audio_buffers,
                 "rtp": stats,
             }
         )
+        self.second_peak_db = -200.0
 
     def run(self) -> None:
         if self.args.early_offer:  # in READY no buffer has flowed: the offer sees the capsfilters only

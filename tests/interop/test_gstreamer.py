@@ -115,7 +115,7 @@ async def test_chromium_views_what_gstreamer_publishes(
     assert got["video"]["fps"] >= 0.9 * SOURCE_FPS, got
     assert got["video"]["freezes"] < 0.5, got
     assert got["video"]["lost"] == 0, got
-    assert got["audio"]["energy"] > 0.001, got
+    assert got["audio"]["energy"] > 0.001 and got["audio"]["lost"] == 0, got  # Opus: a 440 Hz sine, not silence
     await client.ws.close()
 
 
@@ -154,4 +154,77 @@ async def test_an_m_line_we_reject_does_not_stop_gstreamer_from_connecting(
     await decoding_tracks(viewer, 1, timeout=20)
     got = await measure(viewer, 5.0)
     assert got["video"]["fps"] >= 0.9 * SOURCE_FPS, got
+    await client.ws.close()
+
+
+OUTBOUND = """async () => {
+  const out = {};
+  for (const s of await window.room.getStats()) {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      out.entries = (out.entries || 0) + 1;
+      if ((s.framesEncoded || 0) >= (out.frames || 0)) {
+        out.frames = s.framesEncoded || 0; out.t = s.timestamp / 1000; out.fps = s.framesPerSecond; out.rid = s.rid;
+      }
+    }
+  }
+  return out;
+}"""
+
+
+async def tracks_of(
+    client: Client, joined: dict[str, Any], identity: str, kinds: set[str], timeout: float = 15.0
+) -> dict[str, str]:
+    """kind -> track sid of ``identity``'s published tracks, once all of ``kinds`` are announced."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    tracks = joined["tracks"]
+    while True:
+        found = {t["kind"]: t["sid"] for t in tracks if t["participant"] == identity}
+        if kinds <= found.keys():
+            return found
+        remaining = max(0.1, deadline - asyncio.get_running_loop().time())
+        tracks = (await client.recv_type("tracks", timeout=remaining))["tracks"]
+
+
+async def test_gstreamer_subscribes_to_what_chromium_publishes(
+    gst_server: ServerProcess, new_page: NewPage, gst: list[GstPeer], artifacts: Path
+) -> None:
+    room = "gst-sub-" + uuid.uuid4().hex[:6]
+    host = await new_page(f"{gst_server.base}/stream?room={room}&role=host&identity=host")
+    await host.wait_for_function("window.streamState && window.streamState.joined")
+    client, joined = await Client.joined(gst_server.ws_base, room, "gst", can_publish=False)
+    sids = await tracks_of(client, joined, "host", {"video", "audio"})
+    peer = await start_peer(gst, artifacts, "subscribe")
+    offer = await peer.offer()
+    mids = [line.split(":", 1)[1].strip() for line in offer.splitlines() if line.startswith("a=mid:")]
+    subscriptions = {mids[0]: sids["video"], mids[1]: sids["audio"]}  # video, then audio (gst_peer.py)
+    await client.send({"type": "offer", "to": "$subscribe", "sdp": offer, "subscriptions": subscriptions})
+    reply = await client.recv_type("answer", timeout=10)
+    await peer.send({"type": "answer", "sdp": reply["sdp"]})
+    for _ in range(200):  # poll GStreamer's once-a-second report until frames are decoded
+        if peer.stats.get("frames", 0) > 0:
+            break
+        await asyncio.sleep(0.1)
+    assert peer.stats.get("frames", 0) > 0, (peer.errors, peer.stats)
+    await asyncio.sleep(2.0)  # let a full report cycle pass so both snapshots are fresh
+    source_before, before = await host.evaluate(OUTBOUND), dict(peer.stats)
+    await asyncio.sleep(WINDOW)  # the measurement window
+    source_after, after = await host.evaluate(OUTBOUND), dict(peer.stats)
+    source_fps = (source_after["frames"] - source_before["frames"]) / (source_after["t"] - source_before["t"])
+    fps = (after["frames"] - before["frames"]) / (after["t"] - before["t"])
+    inbound = [r for r in after["rtp"] if r["type"] == "inbound-rtp"]
+    lost = sum(max(0, r.get("packets-lost", 0)) for r in inbound)
+    in_window = [r for r in peer.history if before["t"] < r["t"] <= after["t"]]
+    figures = {
+        "source_fps": source_fps,
+        "fps": fps,
+        "freezes": after["freezes"] - before["freezes"],
+        "lost": lost,
+        "audio_peak_db": max(r["level_db_last"] for r in in_window),
+        "inbound": inbound,
+    }
+    print("gst-sub", figures)
+    assert fps >= 0.9 * source_fps, figures
+    assert figures["freezes"] < 0.5, figures
+    assert inbound and lost == 0, figures
+    assert figures["audio_peak_db"] > -60, figures  # RMS dBFS over the window: not silence (digital silence: -inf)
     await client.ws.close()

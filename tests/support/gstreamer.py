@@ -41,6 +41,7 @@ class GstPeer:
         self.proc = proc
         self.log = log
         self.stats: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []  # every report, oldest first
         self.errors: list[str] = []
         self._offers: asyncio.Queue[str] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read())
@@ -62,6 +63,7 @@ class GstPeer:
                 self._offers.put_nowait(message["sdp"])
             elif message["type"] == "stats":
                 self.stats = message
+                self.history.append(message)
             elif message["type"] == "error":
                 self.errors.append(message["message"])
 
