@@ -77,6 +77,10 @@ async def test_watch_page_plays_a_chromium_host_and_follows_a_new_publisher(
     before = (await video(watch))["frames"]
     after = await frames_past(watch, before + 30, timeout=30)
     assert after["ssrc"] == stats["ssrc"]  # no renegotiation: the receiver never saw a new stream
+    print(
+        f"whep /watch: {stats['fps']} fps at {stats['width']} px; after the switch {after['frames'] - before} more"
+        f" frames, freezes {after['freezes']:.2f}s"
+    )
     assert sorted(participants(server, room)) == sorted(["host2", viewer])
     tracks = httpx.get(f"{server.base}/api/rooms/{room}/stats", auth=AUTH).json()["tracks"]
     now_served = [t for t in tracks if t["kind"] == "video"]

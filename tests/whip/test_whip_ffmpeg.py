@@ -84,7 +84,13 @@ async def test_ffmpeg_whip_publisher_is_decoded_by_chromium_viewers(
         assert all(t["subscribers"] == 2 and t["packets_forwarded"] > 0 for t in tracks), tracks
         before = (await inbound(viewers[0]))["video"]["frames"]
         await asyncio.sleep(1.0)  # one second of decoding, measured by Chromium's own counter
-        assert (await inbound(viewers[0]))["video"]["frames"] - before >= 15
+        last = await inbound(viewers[0])
+        assert last["video"]["frames"] - before >= 15
+        print(
+            f"ffmpeg whip -> chromium: {last['video']['frames'] - before} frames/s decoded, fps {last['video']['fps']},"
+            f" {last['video']['width']} px wide, freezes {last['video']['freezes']:.2f}s,"
+            f" opus {last['audio']['bytes']} B"
+        )
         code = await asyncio.to_thread(publisher.wait, 40)
         assert code == 0, (artifacts / f"{room}-ffmpeg.log").read_text()[-2000:]
         # FFmpeg DELETEs its session at the end: the participant leaves, the viewers are told
