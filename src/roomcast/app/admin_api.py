@@ -272,6 +272,13 @@ class AdminApi:
         except RoomError as exc:
             return error(400, exc.code, exc.message)
 
+    def mint(self, body: MintToken) -> Response:
+        """A token for ``body``, as the key pair's owner mints it (the dashboard's logged-in operator)."""
+        try:
+            return self._mint(body)
+        except RoomError as exc:
+            return error(http_status(exc.code), exc.code, exc.message)
+
     def _mint(self, body: MintToken, ttl: float | None = None) -> Response:
         """Sign ``body``; ``ttl`` (seconds) overrides ``body.ttl`` once the caller's caps are applied."""
         try:

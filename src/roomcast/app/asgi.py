@@ -41,6 +41,7 @@ from roomcast.app.admin_api import AdminApi
 from roomcast.app.cluster import Cluster, LoadMeter, RoutingCollector
 from roomcast.app.cluster_api import ClusterAdmin, nodes_route
 from roomcast.app.config import Config
+from roomcast.app.dashboard import Dashboard
 from roomcast.app.drain import Drain
 from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
 from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
@@ -257,6 +258,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     objects = ObjectCollector(manager, resume, lambda: len(drain.sessions))
     metrics.registry.register(objects)
     routing = routing or make_routing(config.redis_url, config.node_id)
+    dashboard = Dashboard(config, manager, admin, routing, lambda: metrics.worst_lag, clock)
     cluster = Cluster(routing, manager, config.keys, clock)
     cluster.loop_lag = lambda: metrics.worst_lag
     drain.on_start.append(routing.set_draining)
@@ -297,6 +299,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         trim_task = asyncio.create_task(trim_after_departures(manager.participant_count))
         drain.attach(asyncio.get_running_loop())
         admin.room_stats = app.state.media.room_stats
+        dashboard.media = app.state.media
         log.info(
             "media on udp %s:%d, ICE-TCP %s, candidates for %s",
             media_host,
@@ -481,6 +484,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         *admin.routes(),
         nodes_route(admin, routing),
+        *dashboard.routes(),
         *whip_http.routes(),
         *(Route(path, page(filename)) for path, filename in PAGES.items()),
     ]
