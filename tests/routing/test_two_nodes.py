@@ -89,7 +89,12 @@ async def test_participants_on_different_nodes_share_one_room(two_nodes) -> None
 
 async def test_rooms_created_through_the_api_are_placed_by_load_and_answer_from_any_node(two_nodes) -> None:  # type: ignore[no-untyped-def]
     _, one, two = two_nodes
-    names = [room() for _ in range(4)]
+
+    async def idle() -> bool:  # the previous test's participants are gone from both nodes' reported load
+        return all(n["load"]["participants"] == 0 for n in api(one, "/api/nodes").json()["nodes"])
+
+    await until(idle)
+    names = [room() for _ in range(6)]
     for name in names:
         made = httpx.post(f"{one.base}/api/rooms", json={"name": name}, auth=(DEV_KEY, DEV_SECRET), timeout=10)
         assert made.status_code == 201, made.text

@@ -35,8 +35,10 @@ class NodeLoad:
 
     def score(self) -> float:
         """Lower is better. Participants cost signaling and media state; forwarded packets are the CPU; a
-        lagging loop (over 20 ms worst in the last second) is full whatever the counts say; rooms break ties."""
-        lag_penalty = 1000.0 * max(0.0, self.loop_lag - 0.02)
+        loop lagging over 100 ms (worst in the last second) is overloaded whatever the counts say (each
+        further 10 ms counts as a participant; short stalls of a shared machine do not sway placement);
+        rooms break ties (placement adds one at once, so a burst of new rooms spreads)."""
+        lag_penalty = 100.0 * max(0.0, self.loop_lag - 0.1)
         return self.participants + self.forwarded_pps / 100.0 + lag_penalty + 0.5 * self.rooms
 
 
