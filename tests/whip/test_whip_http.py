@@ -7,6 +7,9 @@ follows here, so these sessions never connect (the connect timeout ends the ones
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import time
 import uuid
 from collections import Counter
@@ -286,3 +289,38 @@ def test_whep_answers_every_mline_sendonly_even_before_a_publisher(whip_server: 
     problem(httpx.delete(as_whip, headers=bearer(viewer)), 404, "unknown_session")  # a WHEP id is not WHIP's
     assert httpx.delete(whip_server.base + res.headers["location"], headers=bearer(viewer)).status_code == 200
     assert participants(whip_server, room) == []
+
+
+def test_turn_servers_come_as_link_headers_with_minted_credentials(artifacts: Path) -> None:
+    """RFC 9725 §4.6: one Link per TURN URL, the credentials coturn's REST scheme expects for this identity."""
+    secret = "s3cret-" + uuid.uuid4().hex
+    proc = ServerProcess(artifacts, env={"ROOMCAST_TURN_SECRET": secret}, args=["--turn-host", "turn.example"])
+    try:
+        room = "turn-" + uuid.uuid4().hex[:6]
+        res = post(proc, room, mint(proc, room, "enc"))
+        assert res.status_code == 201, res.text
+        links = res.headers.get_list("link")
+        turn = [link for link in links if link.startswith("<turn:")]
+        assert any("<turn:turn.example:3478?transport=udp>" in link for link in turn), links
+        assert all('rel="ice-server"' in link and 'credential-type="password"' in link for link in turn), links
+        username = turn[0].split('username="', 1)[1].split('"', 1)[0]
+        credential = turn[0].split('credential="', 1)[1].split('"', 1)[0]
+        expiry, identity = username.split(":", 1)
+        assert identity == "enc" and int(expiry) > time.time()
+        expected = base64.b64encode(hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()).decode()
+        assert credential == expected
+        assert any(link.startswith("<stun:turn.example:3478>") for link in links), links
+    finally:
+        assert proc.stop() == 0
+
+
+def test_a_kicked_whip_publisher_loses_its_session(whip_server: ServerProcess) -> None:
+    room = new_room(whip_server)
+    token = mint(whip_server, room, "kicked")
+    res = post(whip_server, room, token)
+    assert res.status_code == 201
+    kick = httpx.delete(f"{whip_server.base}/api/rooms/{room}/participants/kicked", auth=AUTH)
+    assert kick.status_code in (200, 204), kick.text
+    assert participants(whip_server, room) == []
+    problem(httpx.delete(whip_server.base + res.headers["location"], headers=bearer(token)), 404, "unknown_session")
+    problem(post(whip_server, room, token), 401, "token_revoked")  # its token is refused from now on
