@@ -60,7 +60,8 @@ def test_layers_learn_their_ssrcs_from_the_rid_extension() -> None:
 
 def test_padding_probes_on_a_layers_rtx_stream_are_padding_not_malformed() -> None:
     """libwebrtc probes bandwidth with RTX packets of padding alone (no original sequence number): counted as
-    such, while an RTX packet whose padding runs past its payload is malformed."""
+    such, while an RTX packet whose padding runs past its payload is malformed (caught for every packet
+    before the RTX path: ``rtp_malformed``)."""
     router, publisher, _downs, _sid = setup()
     run(router, publisher, 0.5)
     publisher.resend(1, publisher.layers[1].seq)  # the layer's RTX SSRC is known
@@ -69,7 +70,7 @@ def test_padding_probes_on_a_layers_rtx_stream_are_padding_not_malformed() -> No
     lying[-1] = 40  # more padding than the packet has
     for packet in (probe, probe, bytes(lying)):
         publisher.transport.on_rtp(packet)  # type: ignore[operator]
-    assert router.counters["rtx_padding_dropped"] == 2 and router.counters["rtx_malformed"] == 1
+    assert router.counters["rtx_padding_dropped"] == 2 and router.counters["rtp_malformed"] == 1
     assert router.counters["rtx_recovered"] == 1  # nothing forwarded for them
 
 

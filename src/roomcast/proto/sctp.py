@@ -285,12 +285,16 @@ class SctpAssociation:
             request_seq = struct.unpack_from("!I", value)[0]
             streams = [struct.unpack_from("!H", value, p)[0] for p in range(12, len(value) - 1, 2)]
             self._send_chunks([Chunk(RECONFIG, 0, reconfig_response(request_seq, 1))])
+            closing = []
             for stream in streams:
                 self.rx.reset_stream(stream)
                 if self.channels.pop(stream, None) is not None:
                     self._events.append(ChannelClosed(stream))
-            if streams:
-                self._reset_outgoing(streams)
+                    closing.append(stream)
+            # Our side of a channel still open closes too (RFC 8831 §6.7). A stream we reset already (we
+            # closed or refused it) is not reset again: two peers doing so bounce RECONFIGs forever.
+            if closing:
+                self._reset_outgoing(closing)
 
     def _reset_outgoing(self, streams: list[int]) -> None:
         self._reconfig_seq = (self._reconfig_seq + 1) & 0xFFFFFFFF

@@ -30,6 +30,15 @@ from roomcast.wire.twcc import transport_seq_at
 
 SRTP_OVERHEAD = 16  # authentication tag (or GCM tag): what the bandwidth estimate counts on top of RTP
 NO_TWCC = [-1]  # the cell of a transport outside any router: never an offset
+# RTCP a peer may send us, in bytes per second and burst: about ten times what an honest subscriber of
+# many tracks sends under loss (reports, REMB, transport-cc every 50 ms, NACK lists); the excess is
+# counted (rtcp_rate_limited) and dropped before SRTCP authentication or parsing (RELIABILITY O5, B3).
+RTCP_RATE, RTCP_BURST = 32 * 1024, 64 * 1024
+# libsrtp adds a stream for every SSRC that authenticates and finds it by walking a list: 20,000 SSRCs
+# from one authenticated peer made each of its packets cost 110 µs instead of 1.3 µs, and memory grew
+# without bound. A transport carries at most max-tracks x simulcast layers x (media + RTX) SSRCs, plus
+# the RTCP senders'; packets on any SSRC past this many are dropped unread (srtp_ssrc_limit).
+MAX_INBOUND_SSRCS = 256
 
 
 class TwccStamper(Protocol):
@@ -142,6 +151,9 @@ class WebRtcTransport:
         self.twcc: TwccStamper | None = None
         self.twcc_id = 0
         self.twcc_at: list[int] = NO_TWCC
+        self._rtcp_tokens = float(RTCP_BURST)
+        self._in_ssrcs: set[bytes] = set()  # SSRCs that authenticated (each one a libsrtp stream)
+        self._rtcp_at: float | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -197,11 +209,46 @@ class WebRtcTransport:
             return
         try:
             if 191 < data[1] < 224:  # RFC 5761 §4: RTCP packet types 192-223 share the port
-                self.on_rtcp(srtp.unprotect_rtcp(data))
+                if not self._rtcp_allowed(len(data)):
+                    self.counters["rtcp_rate_limited"] += 1
+                    return
+                key = data[4:8]  # the sender's SSRC: libsrtp keeps a stream per SSRC, RTP and RTCP alike
+                known = key in self._in_ssrcs
+                if not known and len(self._in_ssrcs) >= MAX_INBOUND_SSRCS:
+                    self.counters["srtp_ssrc_limit"] += 1
+                    return
+                rtcp = srtp.unprotect_rtcp(data)
+                if not known:
+                    self._in_ssrcs.add(key)
+                self.on_rtcp(rtcp)
+            elif self.decrypt:
+                key = data[8:12]
+                known = key in self._in_ssrcs
+                if not known and len(self._in_ssrcs) >= MAX_INBOUND_SSRCS:
+                    self.counters["srtp_ssrc_limit"] += 1
+                    return
+                rtp = srtp.unprotect(data)
+                if not known:
+                    self._in_ssrcs.add(key)
+                self.on_rtp(rtp)
             else:
-                self.on_rtp(srtp.unprotect(data) if self.decrypt else data)
+                self.on_rtp(data)
         except SrtpError:
             self.counters["srtp_unprotect_failed"] += 1
+
+    def _rtcp_allowed(self, size: int) -> bool:
+        """A byte budget for the peer's RTCP, checked before any work: one 1 KB NACK of 256 items asks
+        4,352 sequence numbers and costs about a millisecond to parse and look up, so an authenticated
+        peer could otherwise buy the whole event loop (tests/security/test_authenticated_media.py)."""
+        now = self.now
+        last = now if self._rtcp_at is None else self._rtcp_at
+        tokens = min(float(RTCP_BURST), self._rtcp_tokens + max(0.0, now - last) * RTCP_RATE)
+        self._rtcp_at = now
+        if tokens < size:
+            self._rtcp_tokens = tokens
+            return False
+        self._rtcp_tokens = tokens - size
+        return True
 
     def handle_timeout(self, now: float) -> None:
         if self.closed:

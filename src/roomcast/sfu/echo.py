@@ -16,7 +16,7 @@ from roomcast.proto.webrtc import WebRtcTransport
 from roomcast.sfu.consumer import Consumer
 from roomcast.sfu.feedback import subscriber_feedback
 from roomcast.wire.rtcp import Pli
-from roomcast.wire.rtp import header_length, read_extension
+from roomcast.wire.rtp import header_length, padding_fits, read_extension
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 SERVER_SSRC = 1  # SSRC of our own RTCP feedback (RFC 4585 §6.1 allows any; 1 is never a media SSRC of ours)
@@ -69,7 +69,8 @@ class EchoSession:
     # ------------------------------------------------------------------ media in
 
     def on_rtp(self, pkt: bytes) -> None:
-        if len(pkt) < 12 or header_length(pkt) < 0:
+        header = header_length(pkt)
+        if header < 0 or not padding_fits(pkt, header):
             self.counters["rtp_malformed"] += 1
             return
         ssrc = int.from_bytes(pkt[8:12], "big")

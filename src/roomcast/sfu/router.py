@@ -41,7 +41,7 @@ from roomcast.wire.rtcp import (
     SenderReport,
     parse_compound,
 )
-from roomcast.wire.rtp import header_length, unwrap_rtx
+from roomcast.wire.rtp import header_length, padding_fits, unwrap_rtx
 from roomcast.wire.twcc import transport_seq_at
 
 SERVER_SSRC = 1
@@ -272,7 +272,8 @@ class Router:
             self.on_tracks_changed(self)
 
     def _on_publisher_rtp(self, media: ParticipantMedia, pkt: bytes) -> None:
-        if header_length(pkt) < 0:
+        header = header_length(pkt)
+        if header < 0 or not padding_fits(pkt, header):
             self.counters["rtp_malformed"] += 1
             return
         ssrc = int.from_bytes(pkt[8:12], "big")

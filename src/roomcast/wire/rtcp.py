@@ -15,6 +15,7 @@ from roomcast.wire import ParseError
 
 SR, RR, SDES, BYE, APP, RTPFB, PSFB = 200, 201, 202, 203, 204, 205, 206
 MAX_PACKETS = 64
+_BLP_BITS = tuple(tuple(bit + 1 for bit in range(8) if value & (1 << bit)) for value in range(256))
 MAX_NACK_ITEMS = 256  # 256 PID/BLP pairs = up to 4096 sequence numbers (RELIABILITY B3: bit storms)
 
 
@@ -339,10 +340,11 @@ def _parse_one(data: bytes, pos: int, end: int) -> RtcpPacket:
             if items > MAX_NACK_ITEMS:
                 raise ParseError("NACK with too many items")
             lost: list[int] = []
-            for i in range(items):
-                pid, blp = struct.unpack_from("!HH", data, fci + 4 * i)
+            for pid, blp in struct.iter_unpack("!HH", data[fci : fci + 4 * items]):
                 lost.append(pid)
-                lost.extend((pid + bit + 1) & 0xFFFF for bit in range(16) if blp & (1 << bit))
+                if blp:  # a storm sets every bit: a table per byte, not a test per bit
+                    lost.extend([(pid + o) & 0xFFFF for o in _BLP_BITS[blp & 0xFF]])
+                    lost.extend([(pid + 8 + o) & 0xFFFF for o in _BLP_BITS[blp >> 8]])
             return GenericNack(sender, media, tuple(lost))
         if packet_type == RTPFB and count == 15:
             return _parse_twcc(data, pos, fci, body_end, end, sender, media)

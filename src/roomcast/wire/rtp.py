@@ -30,6 +30,13 @@ def header_length(pkt: bytes | bytearray) -> int:
     return length if length <= len(pkt) else -1
 
 
+def padding_fits(pkt: bytes | bytearray, header: int) -> bool:
+    """RFC 3550 §5.1: with the P bit set, the last octet counts the padding (itself included), which
+    must fit between the header and the end. An SFU forwards packets unparsed, so this is the check that
+    keeps a lying padding count from reaching subscribers (and the RTX path that strips padding)."""
+    return not pkt[0] & 0x20 or 0 < pkt[-1] <= len(pkt) - header
+
+
 def read_extension(pkt: bytes | bytearray, ext_id: int) -> bytes | None:
     """Value of one-byte (0xBEDE) or two-byte (0x100x) header extension ``ext_id`` (RFC 8285 §4.2/4.3)."""
     if len(pkt) < 12 or not pkt[0] & 0x10:
