@@ -28,6 +28,7 @@ pytestmark = [
     pytest.mark.skipif(not gstreamer_available(), reason="GStreamer webrtcbin (Debian python3-gst-1.0) is missing"),
 ]
 WINDOW = 10.0
+WARMUP = 2.0
 SOURCE_FPS = 30
 
 INBOUND = """async () => {
@@ -71,7 +72,11 @@ async def inbound(page: Page) -> dict[str, dict[str, Any]]:
 
 
 async def measure(page: Page, window: float = WINDOW) -> dict[str, dict[str, float]]:
-    """Per kind, what changed over ``window`` seconds: fps, freezes (s), packets lost, audio energy."""
+    """Per kind, what changed over ``window`` seconds: fps, freezes (s), packets lost, audio energy.
+
+    The window starts ``WARMUP`` seconds after the first decoded frame: steady state is measured, not
+    the start (first keyframe, jitter buffer fill); packets lost count from the very start."""
+    await asyncio.sleep(WARMUP)  # a fixed part of the measurement, not a wait for an event
     before = await inbound(page)
     await asyncio.sleep(window)  # the measurement window itself, not a wait for an event
     after = await inbound(page)
@@ -205,7 +210,7 @@ async def test_gstreamer_subscribes_to_what_chromium_publishes(
             break
         await asyncio.sleep(0.1)
     assert peer.stats.get("frames", 0) > 0, (peer.errors, peer.stats)
-    await asyncio.sleep(2.0)  # let a full report cycle pass so both snapshots are fresh
+    await asyncio.sleep(WARMUP)  # steady state (see measure); GStreamer reports once a second
     source_before, before = await host.evaluate(OUTBOUND), dict(peer.stats)
     await asyncio.sleep(WINDOW)  # the measurement window
     source_after, after = await host.evaluate(OUTBOUND), dict(peer.stats)
