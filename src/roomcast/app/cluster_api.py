@@ -3,7 +3,8 @@
 An ASGI middleware in front of the routes: a call about one room (``/api/rooms/{room}...``, and creating
 one) runs on the room's node, as the same HTTP request carried by a routing call (that node checks the
 credentials again and answers); ``GET /api/rooms`` gathers every node's list; ``GET /metrics?node=ID`` is
-that node's (workers share one port, so this is how a scraper reaches each). ``GET /api/nodes`` lists the
+that node's (workers share one port, so this is how a scraper reaches each). WHIP/WHEP requests
+(``/whip/{room}...``, ``/whep/{room}...``) go to the room's node the same way, POST placing the room. ``GET /api/nodes`` lists the
 registry: each node's load, rooms, and whether it drains. With one process none of it does anything.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 from starlette.requests import Request
@@ -23,7 +25,8 @@ from roomcast.app.admin_api import MAX_BODY, AdminApi, error
 from roomcast.routing.api import Routing, RoutingError
 
 FORWARDED = b"x-roomcast-forwarded"  # set on a request another node handed over: answer it here
-_HOP_HEADERS = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"content-length", FORWARDED}
+CLIENT = b"x-roomcast-client"  # the address the handing node saw (per-client limits); never taken from outside
+_HOP_HEADERS = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"content-length", FORWARDED, CLIENT}
 
 
 class HttpCall(msgspec.Struct, array_like=True, frozen=True):
@@ -80,6 +83,20 @@ class ClusterAdmin:
                     return
             await self.app(scope, _replay(body), send)
             return
+        elif path.startswith(("/whip/", "/whep/")) and method != "OPTIONS" and path.count("/") >= 2:
+            # WHIP/WHEP (docs/whip.md): the session lives on the room's node; its answer names that node's media
+            room = unquote(path.split("/")[2])
+            lookup = (lambda: self.routing.place(room)) if method == "POST" else (lambda: self.routing.owner(room))
+            node = await self._node(lookup, send)
+            if node == "":
+                return
+            if node is not None and node != self.routing.node_id:
+                body = await _read_body(receive)
+                if body is None:
+                    await _respond(send, error(413, "body_too_large", f"request body over {MAX_BODY} bytes"))
+                    return
+                await self._forward(node, scope, body, send)
+                return
         elif path.startswith("/api/rooms/"):
             room = path.split("/")[3]
             node = await self._node(lambda: self.routing.owner(room), send)
@@ -113,6 +130,9 @@ class ClusterAdmin:
 
     async def _call(self, node: str, scope: Scope, body: bytes) -> HttpReply:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_HEADERS]
+        client = scope.get("client")
+        if client:
+            headers.append((CLIENT, str(client[0]).encode()))
         call = HttpCall(scope["method"], scope["path"], scope.get("query_string", b""), headers, body)
         raw = await self.routing.call(node, "http", msgspec.msgpack.encode(call), self.timeout)
         return msgspec.msgpack.decode(raw, type=HttpReply)
@@ -145,6 +165,7 @@ class ClusterAdmin:
     async def _serve_http(self, raw: bytes) -> bytes:
         """A request another node handed over: run it through this node's routes."""
         call = msgspec.msgpack.decode(raw, type=HttpCall)
+        client = next((v.decode("latin-1") for k, v in call.headers if k == CLIENT), "127.0.0.1")
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -155,8 +176,8 @@ class ClusterAdmin:
             "raw_path": call.path.encode(),
             "query_string": call.query,
             "root_path": "",
-            "headers": [*call.headers, (FORWARDED, self.routing.node_id.encode())],
-            "client": ("127.0.0.1", 0),
+            "headers": [*[(k, v) for k, v in call.headers if k != CLIENT], (FORWARDED, self.routing.node_id.encode())],
+            "client": (client, 0),
             "server": ("127.0.0.1", 0),
         }
         if self.outer is not None:
