@@ -4,8 +4,9 @@ An ASGI middleware in front of the routes: a call about one room (``/api/rooms/{
 one) runs on the room's node, as the same HTTP request carried by a routing call (that node checks the
 credentials again and answers); ``GET /api/rooms`` gathers every node's list; ``GET /metrics?node=ID`` is
 that node's (workers share one port, so this is how a scraper reaches each). WHIP/WHEP requests
-(``/whip/{room}...``, ``/whep/{room}...``) go to the room's node the same way, POST placing the room. ``GET /api/nodes`` lists the
-registry: each node's load, rooms, and whether it drains. With one process none of it does anything.
+(``/whip/{room}...``, ``/whep/{room}...``) go to the room's node the same way, POST placing the room.
+``GET /api/nodes`` lists the registry: each node's load, rooms, and whether it drains. With one process none
+of it does anything.
 """
 
 from __future__ import annotations
