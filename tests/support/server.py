@@ -30,6 +30,7 @@ class ServerProcess:
         args: list[str] | None = None,
         tls: bool = False,
         nofile: tuple[int, int] | None = None,
+        ready_timeout: float = 20.0,
     ) -> None:
         """``nofile``: (soft, hard) ``RLIMIT_NOFILE`` for the server process, to make exhaustion tests cheap."""
         self.port = free_port()
@@ -61,7 +62,7 @@ class ServerProcess:
             env=full_env,
             preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None,
         )
-        self._wait_ready()
+        self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

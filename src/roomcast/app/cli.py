@@ -15,6 +15,7 @@ from types import FrameType
 from roomcast import __version__
 from roomcast.app.config import Config, ConfigError, load
 from roomcast.app.logs import configure_logging
+from roomcast.app.workers import supervise, worker_count
 from roomcast.rooms.tokens import Grants, mint, parse_duration, validate_identity, validate_room
 
 WS_MAX_FRAME = 1024 * 1024  # frames above the 64 KiB message cap still get a typed error, then 1009
@@ -95,6 +96,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "default: none, this process alone); see docs/deploy.md",
     )
     p.add_argument("--node-id", dest="node_id", help="this node's name in the cluster (default: a random id)")
+    p.add_argument(
+        "--workers",
+        help="worker processes behind the one HTTP port, each with its own media ports (media port + i): "
+        "a number or 'auto' (one per core); more than 1 needs --redis-url (default 1)",
+    )
+    p.add_argument("--listen-fd", dest="listen_fd", type=int, help=argparse.SUPPRESS)  # a worker's inherited socket
     p.add_argument(
         "--max-sockets-per-ip",
         dest="max_sockets_per_ip",
@@ -215,6 +222,10 @@ def serve(args: argparse.Namespace) -> int:
         config_file=args.config,
     )
     _refuse_public_dev_mode(config, args.dev)
+    workers = worker_count(args.workers)
+    if workers > 1 and args.listen_fd is None:
+        _dev_warning(config)
+        return supervise(config, workers, args.argv)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _dev_warning(config)
     fds_before, fds = raise_fd_limit()
@@ -255,7 +266,7 @@ def serve(args: argparse.Namespace) -> int:
         logging.getLogger("roomcast.app").info(listening)
     else:
         print(listening, file=sys.stderr, flush=True)
-    server.run()
+    server.run(sockets=[socket.socket(fileno=args.listen_fd)] if args.listen_fd is not None else None)
     return 0
 
 
@@ -311,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return turn_config_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # serve --workers N starts its workers with the same arguments
     try:
         if args.command == "serve":
             return serve(args)
