@@ -324,3 +324,17 @@ def test_a_kicked_whip_publisher_loses_its_session(whip_server: ServerProcess) -
     assert participants(whip_server, room) == []
     problem(httpx.delete(whip_server.base + res.headers["location"], headers=bearer(token)), 404, "unknown_session")
     problem(post(whip_server, room, token), 401, "token_revoked")  # its token is refused from now on
+
+
+def test_a_session_ends_with_its_token(whip_server: ServerProcess) -> None:
+    """A session lasts as long as its token, even one that expires before ICE's 30 s to connect are over."""
+    room = new_room(whip_server)
+    token = mint_token("devkey", "devsecret", identity="brief", grants=Grants(room=room), now=time.time(), ttl=2)
+    res = post(whip_server, room, token)
+    assert res.status_code == 201, res.text
+    assert participants(whip_server, room) == ["brief"]
+    deadline = time.monotonic() + 10
+    while participants(whip_server, room) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert participants(whip_server, room) == []
+    assert time.monotonic() < deadline - 5  # within about 2 s (the 30 s connect timeout did not end it)

@@ -236,7 +236,7 @@ class WhipService:
         sink.resource = resource
         self.resources[resource.id] = resource
         self.by_owner[participant.sid] = resource
-        self._arm(resource, self.limits.connect_timeout)
+        self._arm(resource, min(self.limits.connect_timeout, token.expires_at - self.clock()))
         self.counters[f"{kind}_created"] += 1
         self._count(f"{kind}_created")
         self._on_session(f"{kind}_session_started", resource)
@@ -345,7 +345,8 @@ class WhipService:
 
     def _deadline(self, resource: WhipResource) -> None:
         resource.timer = None
-        self.end(resource, "token_expired" if resource.connected else "ice_timeout")
+        expired = self.clock() >= resource.token.expires_at
+        self.end(resource, "token_expired" if expired else "ice_timeout")
 
     def close(self) -> None:
         for resource in list(self.resources.values()):
