@@ -29,12 +29,14 @@ gi.require_version("GstSdp", "1.0")
 from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
 
 VIDEO = {
-    "vp8": "vp8enc deadline=1 cpu-used=8 keyframe-max-dist=60 target-bitrate=800000 ! rtpvp8pay pt=96 "
+    "vp8": "vp8enc deadline=1 cpu-used=8 keyframe-max-dist=60 target-bitrate=800000 ! {tap} ! rtpvp8pay pt=96 "
     "! application/x-rtp,media=video,encoding-name=VP8,payload=96",
     "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=60 bitrate=1000 "
-    "! video/x-h264,profile=constrained-baseline ! rtph264pay pt=96 config-interval=-1 aggregate-mode=zero-latency "
+    "! video/x-h264,profile=constrained-baseline ! {tap} "
+    "! rtph264pay pt=96 config-interval=-1 aggregate-mode=zero-latency "
     "! application/x-rtp,media=video,encoding-name=H264,payload=96",
 }
+TAP = "identity name=encoded signal-handoffs=true"  # every encoded frame passes here: the source's own rate
 OPUS = "opusenc ! rtpopuspay pt=97 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=97"
 
 
@@ -55,14 +57,34 @@ def structure_dict(s: Gst.Structure) -> dict[str, Any]:
     return out
 
 
+class FreezeMeter:
+    """Frames, and freezes as Chromium's ``totalFreezesDuration`` counts them (webrtc-stats): a gap
+    longer than max(3 x mean, mean + 150 ms) of the last 30 gaps (tests/support/quality.py has the same)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.total = 0.0
+        self.last = 0.0
+        self.gaps: deque[float] = deque(maxlen=30)
+
+    def frame(self, now: float) -> None:
+        if self.last:
+            gap = now - self.last
+            if len(self.gaps) == self.gaps.maxlen:
+                mean = sum(self.gaps) / len(self.gaps)
+                if gap > max(3 * mean, mean + 0.150):
+                    self.total += gap
+            self.gaps.append(gap)
+        self.last = now
+        self.frames += 1
+
+
 class Peer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.loop = GLib.MainLoop()
-        self.frames = 0
-        self.last_frame = 0.0
-        self.intervals: deque[float] = deque(maxlen=30)
-        self.freezes = 0.0
+        self.decoded = FreezeMeter()  # subscribe: frames out of the decoder
+        self.encoded = FreezeMeter()  # publish: frames out of the encoder
         self.audio_buffers = 0
         self.peak_db = -200.0
         self.second_peak_db = -200.0  # since the last report
@@ -72,7 +94,7 @@ class Peer:
             if args.video:
                 parts.append(
                     f"videotestsrc is-live=true pattern=ball ! video/x-raw,width={args.width},height={args.height},"
-                    f"framerate={args.fps}/1 ! videoconvert ! queue ! {VIDEO[args.video]} ! webrtc."
+                    f"framerate={args.fps}/1 ! videoconvert ! queue ! {VIDEO[args.video].format(tap=TAP)} ! webrtc."
                 )
             if args.audio:
                 parts.append(
@@ -91,6 +113,9 @@ class Peer:
             webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
             self.pipe.add(webrtc)
         self.webrtc = self.pipe.get_by_name("webrtc")
+        tap = self.pipe.get_by_name("encoded")
+        if tap is not None:
+            tap.connect("handoff", lambda *_: self.encoded.frame(time.monotonic()))
         if args.mode == "subscribe":
             recv = GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY
             video = "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000,rtcp-fb-nack-pli=true"
@@ -185,18 +210,7 @@ class Peer:
             bin_.get_by_name("vsink").connect("handoff", self.on_frame)
 
     def on_frame(self, *_args: object) -> None:
-        """Count a decoded frame; a gap longer than max(3 x mean, mean + 150 ms) of the last 30 is a
-        freeze, as Chromium's ``totalFreezesDuration`` defines it (webrtc-stats)."""
-        now = time.monotonic()
-        if self.last_frame:
-            gap = now - self.last_frame
-            if len(self.intervals) == self.intervals.maxlen:
-                mean = sum(self.intervals) / len(self.intervals)
-                if gap > max(3 * mean, mean + 0.150):
-                    self.freezes += gap
-            self.intervals.append(gap)
-        self.last_frame = now
-        self.frames += 1
+        self.decoded.frame(time.monotonic())
 
     def on_message(self, _bus: Gst.Bus, message: Gst.Message) -> None:
         if message.type == Gst.MessageType.ERROR:
@@ -242,8 +256,10 @@ class Peer:
             {
                 "type": "stats",
                 "t": time.monotonic(),
-                "frames": self.frames,
-                "freezes": self.freezes,
+                "frames": self.decoded.frames,
+                "freezes": self.decoded.total,
+                "encoded_frames": self.encoded.frames,
+                "encoded_freezes": self.encoded.total,
                 "level_db": self.peak_db,
                 "level_db_last": self.second_peak_db,
                 "level_reports": self.audio_buffers,

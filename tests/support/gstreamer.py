@@ -78,6 +78,18 @@ class GstPeer:
         self.proc.stdin.write((json.dumps(message) + "\n").encode())
         await self.proc.stdin.drain()
 
+    def encoded(self, start: float, end: float) -> dict[str, float]:
+        """The publisher's own frame rate and freezes at its encoder's output between two
+        ``time.monotonic()`` instants (the peer reports on the same clock), from its reports inside them."""
+        inside = [r for r in self.history if start <= r["t"] <= end]
+        if len(inside) < 2:
+            raise AssertionError(f"fewer than two GStreamer reports in [{start}, {end}]: {self.history[-3:]}")
+        first, last = inside[0], inside[-1]
+        return {
+            "fps": (last["encoded_frames"] - first["encoded_frames"]) / (last["t"] - first["t"]),
+            "freezes": last["encoded_freezes"] - first["encoded_freezes"],
+        }
+
     def rtp(self, kind: str, type_: str) -> list[dict[str, Any]]:
         """webrtcbin's RTP stats of one type (``outbound-rtp``, ``inbound-rtp``...) for ``kind``."""
         rows: list[dict[str, Any]] = self.stats.get("rtp", [])
