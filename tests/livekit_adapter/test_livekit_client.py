@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
+from tests.e2e.test_call import frames_decoded
 from tests.support.browser_fixtures import NewPage
 from tests.support.livekit_page import livekit_token, open_livekit_page, page_server
 from tests.support.server import ServerProcess
@@ -114,3 +115,19 @@ async def test_mute_subscription_and_quality_reach_the_other_side(
         arg=before,
     )
     assert await frames(bob, 10, "alice") >= 10
+
+
+async def test_a_livekit_client_and_a_roomcast_call_page_decode_each_other(
+    server: ServerProcess, new_page: NewPage, pages: str
+) -> None:
+    r = room_name()
+    alice = await open_livekit_page(new_page, pages)
+    await alice.evaluate(
+        "([u, t]) => window.lkJoin(u, t, {publish: true})", [server.ws_base, livekit_token(r, "alice")]
+    )
+    carol = await new_page(f"{server.base}/call?room={r}&identity=carol")  # Roomcast's own page and JS SDK
+    assert await frames_decoded(carol, 20) >= 20
+    await wait_event(alice, "subscribed", "carol", "video")
+    assert await frames(alice, 20, "carol") >= 20
+    await carol.close()
+    await wait_event(alice, "left", "carol")

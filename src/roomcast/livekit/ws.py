@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 
 from livekit.protocol import rtc
 from starlette.requests import Request
@@ -19,6 +20,13 @@ from roomcast.errors import http_status
 from roomcast.livekit.frames import MAX_FRAME, FrameError, decode_join_request
 from roomcast.livekit.session import LiveKitSession
 from roomcast.signaling.outbox import CLOSE_NORMAL, Outbox
+
+
+def token_of(params: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    """``access_token`` (livekit-client), else ``Authorization: Bearer`` (the Rust SDK and its Python wheel)."""
+    token = params.get("access_token", "")
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    return token or (value.strip() if scheme.lower() == "bearer" else "")
 
 
 def join_request_of(params: dict[str, str]) -> rtc.JoinRequest:
@@ -39,7 +47,7 @@ _CORS = {"Access-Control-Allow-Origin": "*"}
 
 async def validate(request: Request, session: LiveKitSession) -> Response:
     """``GET /rtc/v1/validate``: why a connection would be refused (401/403 with the reason), else 200."""
-    refused = session.authenticate(request.query_params.get("access_token", ""))
+    refused = session.authenticate(token_of(request.query_params, request.headers))
     if refused is not None:
         status = http_status(refused.code)
         return PlainTextResponse(f"{refused.code}: {refused.message}", status_code=status, headers=_CORS)
@@ -52,7 +60,7 @@ async def validate(request: Request, session: LiveKitSession) -> Response:
 
 async def serve_livekit(ws: WebSocket, session: LiveKitSession) -> None:
     params = dict(ws.query_params)
-    if session.authenticate(params.get("access_token", "")) is not None:
+    if session.authenticate(token_of(params, ws.headers)) is not None:
         await ws.close(1008)  # before accept: the upgrade is refused with HTTP 403
         return
     try:

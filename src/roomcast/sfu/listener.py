@@ -37,6 +37,7 @@ class Listener:
         self.mid_ext_ids: set[int] = set()
         self.rid_ext_ids: set[int] = set()
         self.repaired_rid_ext_ids: set[int] = set()
+        self.routing_ext_ids: frozenset[int] = frozenset()  # all three: blanked in what is forwarded
         self.announced_rtx: dict[int, int] = {}  # primary SSRC -> its RTX SSRC (a=ssrc-group:FID), unbound yet
         self.counters: Counter[str] = counters if counters is not None else Counter()  # the router's
 
@@ -49,6 +50,7 @@ class Listener:
                 ids.add(m.extensions[uri])
         if REPAIRED_RID_URI in m.extensions:
             self.repaired_rid_ext_ids.add(m.extensions[REPAIRED_RID_URI])
+        self.routing_ext_ids = frozenset(self.mid_ext_ids | self.rid_ext_ids | self.repaired_rid_ext_ids)
         if producer.simulcast:
             if len(m.simulcast_ssrcs) >= len(producer.layers):
                 for layer, ssrc in zip(producer.layers, m.simulcast_ssrcs, strict=False):

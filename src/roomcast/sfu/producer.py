@@ -61,6 +61,7 @@ class Layer:
         "received_prior",
         "rid",
         "rids",
+        "routing_clean",
         "rtx_ssrc",
         "simulcast",
         "sr_at",
@@ -82,6 +83,7 @@ class Layer:
         self.index = index
         self.rids = rids  # RFC 8851 rid (and its alternatives) naming this layer
         self.rid = rids[0] if rids else ""
+        self.routing_clean = 0  # packets in a row without MID/RID extensions (router.py blanks them)
         self.simulcast = False
         self.ssrc: int | None = None
         self.rtx_ssrc: int | None = None

@@ -41,7 +41,7 @@ from roomcast.wire.rtcp import (
     SenderReport,
     parse_compound,
 )
-from roomcast.wire.rtp import header_length, padding_fits, unwrap_rtx
+from roomcast.wire.rtp import blank_extensions, header_length, padding_fits, unwrap_rtx
 from roomcast.wire.twcc import transport_seq_at
 
 SERVER_SSRC = 1
@@ -56,10 +56,15 @@ REPORT_INTERVAL = 1.0
 PUBLISHER_REMB = 5_000_000
 
 
+# Packets of a layer checked for the publisher's MID/RID extensions before the check stops (they name its m-line
+# and layer: a subscriber demultiplexing by MID would drop a stream whose MID is none of its own, for good).
+ROUTING_CHECKS = 300
+
 
 def _twcc_ext_id(negotiated: NegotiatedAnswer) -> int:
     """The transport-wide sequence number extension's id in this answer (0: not negotiated)."""
     return next((m.extensions[TWCC_URI] for m in negotiated.media if TWCC_URI in m.extensions), 0)
+
 
 @dataclass(eq=False)
 class ParticipantMedia:
@@ -303,6 +308,10 @@ class Router:
             if ssrc in listener.rtx_by_ssrc:
                 self._on_publisher_rtx(layer, pkt, now)
                 return
+        if layer.routing_clean < ROUTING_CHECKS:  # libwebrtc stops sending MID/RID once an RR acknowledges them
+            blanked = blank_extensions(pkt, listener.routing_ext_ids)
+            layer.routing_clean = layer.routing_clean + 1 if blanked is pkt else 0
+            pkt = blanked
         layer.forward(pkt, now)
         if layer.nack.missing and now - media.last_nack >= NACK_INTERVAL:
             self._send_nacks(media, now)
@@ -324,6 +333,9 @@ class Router:
             self.counters["rtx_malformed"] += 1
             return
         self.counters["rtx_recovered"] += 1
+        owner = self.participants.get(layer.producer.owner)
+        if owner is not None:
+            original = blank_extensions(original, owner.listener.routing_ext_ids)
         layer.forward(original, now)
 
     def _on_publisher_rtcp(self, media: ParticipantMedia, data: bytes) -> None:

@@ -161,3 +161,29 @@ def unwrap_rtx(pkt: bytes, media_ssrc: int, media_pt: int) -> bytes:
     out[2:4] = pkt[header : header + 2]
     struct.pack_into("!I", out, SSRC_OFFSET, media_ssrc)
     return bytes(out)
+
+
+def blank_extensions(pkt: bytes, ids: frozenset[int]) -> bytes:
+    """``pkt`` with the header extension elements ``ids`` turned into padding (RFC 8285 §4.2-4.3: zero bytes
+    between elements are padding a receiver skips); ``pkt`` itself when it carries none of them.
+
+    A forwarding server blanks the publisher's MID and RID (RFC 8843 §15, RFC 8852): they name the
+    publisher's m-line and layer, meaningless on a subscriber's connection, where a receiver demultiplexing
+    by MID drops (and keeps dropping) a stream whose MID names none of its own receiving m-lines."""
+    if not ids or len(pkt) < 16 or not pkt[0] & 0x10:
+        return pkt
+    pos = 12 + 4 * (pkt[0] & 0x0F)
+    if pos + 4 > len(pkt):
+        return pkt
+    profile, words = struct.unpack_from("!HH", pkt, pos)
+    end = pos + 4 + 4 * words
+    if end > len(pkt):
+        return pkt
+    hits = [(start, length) for ident, start, length in _elements(pkt, pos + 4, end, profile) if ident in ids]
+    if not hits:
+        return pkt
+    head = 1 if profile == ONE_BYTE_PROFILE else 2
+    out = bytearray(pkt)
+    for start, length in hits:
+        out[start - head : start + length] = bytes(head + length)
+    return bytes(out)
