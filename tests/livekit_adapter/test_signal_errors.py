@@ -100,6 +100,11 @@ async def test_unknown_and_unsupported_requests_get_a_typed_answer_and_the_sessi
     await ws.send(rtc.SignalRequest(simulate=rtc.SimulateScenario(node_failure=True)).SerializeToString())
     unsupported = await receive(ws)
     assert unsupported.request_response.message.startswith("unsupported_request:")
+    metadata = rtc.UpdateParticipantMetadata(metadata="x", request_id=41)
+    await ws.send(rtc.SignalRequest(update_metadata=metadata).SerializeToString())
+    refused_update = await receive(ws)  # the id lets the client reject that update's promise
+    assert refused_update.request_response.request_id == 41
+    assert refused_update.request_response.reason == rtc.RequestResponse.Reason.UNSUPPORTED_TYPE
     await ws.send(rtc.SignalRequest(ping_req=rtc.Ping(timestamp=1234)).SerializeToString())
     pong = await receive(ws)
     assert pong.pong_resp.last_ping_timestamp == 1234 and pong.pong_resp.timestamp > 0

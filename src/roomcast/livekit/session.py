@@ -254,7 +254,9 @@ class LiveKitSession:
             self._count(kind)  # ICE-lite: our answer carries our candidates, we need none of the client's
         elif kind in _UNSUPPORTED:
             self._count("unsupported")
-            self._refuse("unsupported_request", f"{kind} is not supported by this server", _UNSUPPORTED_TYPE)
+            request_id = getattr(getattr(request, kind), "request_id", 0)  # its promise in the client rejects
+            message = f"{kind} is not supported by this server"
+            self._refuse("unsupported_request", message, _UNSUPPORTED_TYPE, request_id)
         else:
             self._count("unknown_message")
             self._refuse("unknown_message", "empty or unknown SignalRequest", _UNSUPPORTED_TYPE)
