@@ -49,6 +49,7 @@ from roomcast.app.object_metrics import ObjectCollector
 from roomcast.app.webhooks import WebhookCollector, Webhooks
 from roomcast.apps.rules import DataRules
 from roomcast.livekit.session import LiveKitSession
+from roomcast.livekit.twirp import RoomServiceApi
 from roomcast.livekit.ws import serve_livekit, validate
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import PublishedTrack, PublisherLayersEvent
@@ -281,6 +282,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         )
         metrics.watch_media(app.state.media)
         objects.media, objects.loop = app.state.media, asyncio.get_running_loop()
+
         def tracks_changed(room: str, tracks: list[PublishedTrack]) -> None:
             manager.broadcast_tracks(room, tracks)
             webhooks.tracks_changed(manager.rooms.get(room), room, tracks)
@@ -367,6 +369,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         return LiveKitSession(
             manager, config.keys, clock, media, lk_ice_servers, client_host=client, on_event=metrics.count
         )
+
+    twirp = RoomServiceApi(manager, config.keys, clock, lambda: getattr(app.state, "media", None), metrics.count)
 
     async def livekit_validate(request: Request) -> Response:
         return await validate(request, livekit_session("", None))
@@ -482,6 +486,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         WebSocketRoute("/rtc/v1", rtc),
         Route("/rtc/validate", livekit_validate),
         Route("/rtc/v1/validate", livekit_validate),
+        Route("/twirp/livekit.RoomService/{method}", twirp.handle, methods=["POST"]),
         Route("/sdk/roomcast.js", page("roomcast.js")),
         Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         *admin.routes(),

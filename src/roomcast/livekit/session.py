@@ -380,6 +380,11 @@ class LiveKitSession:
                 changed.append(convert.participant_info(other, mine))
         if changed:
             self._update(changed)
+        for track in _of(tracks, participant.identity):  # muted by the server (moderation, RoomService)
+            announced = next((a for a in self.announced.values() if a.info.sid == track.sid), None)
+            if announced is not None and announced.info.muted != track.muted:
+                announced.info.muted = track.muted
+                self._send(rtc.SignalResponse(mute=rtc.MuteTrackRequest(sid=track.sid, muted=track.muted)))
         self._check_subscriptions(tracks)
 
     def _publisher_layers(self, event: PublisherLayersEvent) -> None:

@@ -163,8 +163,9 @@ def mint(
     return jwt.encode(claims, api_secret, algorithm="HS256")
 
 
-def verify(token: str, keys: Mapping[str, str], *, now: float, leeway: float = 5.0) -> AccessToken:
-    """Check signature, expiry and shape; raise :class:`TokenError` with a reason otherwise."""
+def verified_claims(token: str, keys: Mapping[str, str], *, now: float, leeway: float = 5.0) -> dict[str, Any]:
+    """The claims of a token whose signature, ``exp``, ``nbf`` and ``iat`` check out (with ``_issued_at``);
+    raise :class:`TokenError` with a reason otherwise. What the claims grant is the caller's to read."""
     if not token:
         raise TokenError("missing_token", "no access token given")
     if len(token) > 8192:
@@ -211,7 +212,14 @@ def verify(token: str, keys: Mapping[str, str], *, now: float, leeway: float = 5
     iat = claims.get("iat")
     if isinstance(iat, bool) or (iat is not None and not isinstance(iat, int | float)):
         raise TokenError("invalid_token", "claim 'iat' must be a number")
-    issued_at = float(iat) if iat is not None else float(nbf) if nbf is not None else float("-inf")
+    claims["_issued_at"] = float(iat) if iat is not None else float(nbf) if nbf is not None else float("-inf")
+    return dict(claims)
+
+
+def verify(token: str, keys: Mapping[str, str], *, now: float, leeway: float = 5.0) -> AccessToken:
+    """Check signature, expiry and shape; raise :class:`TokenError` with a reason otherwise."""
+    claims = verified_claims(token, keys, now=now, leeway=leeway)
+    api_key, exp, issued_at = claims["iss"], claims["exp"], claims["_issued_at"]
     identity = claims["sub"]
     if not isinstance(identity, str) or not _IDENTITY.match(identity):
         raise TokenError("invalid_token", "claim 'sub' is not a valid identity")
