@@ -87,9 +87,13 @@ class Canary:
         return self.frames
 
     def gaps(self, since: float, until: float | None = None) -> float:
-        """The longest time within [since, until] over which the frame count did not grow."""
+        """The longest time within [since, until] over which the frame count did not grow, as the samples
+        show it: the time after the last sample is not judged (a sampler delayed by a busy loop would
+        count its own delay; :meth:`assert_alive` covers what comes after)."""
         end = time.monotonic() if until is None else until
         window = [(t, n) for t, n in self.history if since <= t <= end]
+        if window:
+            end = window[-1][0]
         prior = [n for t, n in self.history if t < since]
         longest, last_growth, last_count = 0.0, since, prior[-1] if prior else None
         for t, n in window:

@@ -64,7 +64,7 @@ class ServerProcess:
         )
         self._wait_ready(ready_timeout)
 
-    def _wait_ready(self, timeout: float = 20.0) -> None:
+    def _wait_ready(self, timeout: float = 60.0) -> None:  # a loaded shared machine took over 20 s
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
