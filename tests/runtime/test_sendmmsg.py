@@ -382,3 +382,31 @@ def test_datagrams_queued_when_the_socket_closes_are_counted() -> None:
         arrived, drops = run(loop, closed_mid_input)
         # the STUN input answered nothing; the RTP input queued 5 copies and an answer to the publisher
         assert (arrived, drops) == (0, {"send_closed": 6}), loop
+
+
+def test_any_bytes_like_datagram_is_sent_and_an_address_of_the_wrong_family_is_counted() -> None:
+    async def odd_datagrams(batched: bool) -> Outcome:
+        def extra(endpoint: UdpEndpoint, publisher: Publisher, seq: int) -> None:
+            if seq != 0:
+                return
+            original = publisher.handle_datagram
+
+            def handle(data: bytes, remote: Addr, now: float) -> None:
+                original(data, remote, now)
+                sub = publisher.subscribers[0]
+                if data[0] >= 2 and sub.direct_send is not None and sub.remote is not None:
+                    sub.direct_send(memoryview(b"view" + data[2:4]), sub.remote)  # type: ignore[arg-type]
+                    sub.direct_send(b"v6", ("::1", 9))  # an IPv6 destination on an IPv4 socket
+
+            publisher.handle_datagram = handle  # type: ignore[method-assign]
+
+        return await scenario(batched, receivers=1, per_receiver=2, packets=2, extra=extra)
+
+    batched = run("uvloop", lambda: odd_datagrams(True))
+    plain = run("uvloop", lambda: odd_datagrams(False))
+    views = [d for d in next(iter(batched.received.values())) if d.startswith(b"view")]
+    assert views == [b"view\x00\x00", b"view\x00\x01"]  # one per input
+    assert batched.endpoint_drops == {"send_error": 2}  # the v6 datagrams; everything else of each input left
+    assert sum(len(v) for v in batched.received.values()) == 2 * 2 + 2
+    # sendto raises on it instead: the rest of that input is lost, counted as a failed input
+    assert plain.endpoint_drops == {"exception": 2}

@@ -104,7 +104,10 @@ bad:
     return -1;
 }
 
-static int get_buffer(PyObject *obj, const char **data, Py_ssize_t *len) {
+/* The bytes of a datagram: bytes and bytearray directly (the common case), any other contiguous buffer
+ * (memoryview...) through the buffer protocol; `view->obj` is set only in that case (release it). */
+static int get_buffer(PyObject *obj, const char **data, Py_ssize_t *len, Py_buffer *view) {
+    view->obj = NULL;
     if (PyBytes_Check(obj)) {
         *data = PyBytes_AS_STRING(obj);
         *len = PyBytes_GET_SIZE(obj);
@@ -115,8 +118,14 @@ static int get_buffer(PyObject *obj, const char **data, Py_ssize_t *len) {
         *len = PyByteArray_GET_SIZE(obj);
         return 0;
     }
-    PyErr_SetString(PyExc_TypeError, "a datagram must be bytes or bytearray");
-    return -1;
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) return -1;
+    *data = (const char *)view->buf;
+    *len = view->len;
+    return 0;
+}
+
+static void release(Py_buffer *view) {
+    if (view->obj != NULL) PyBuffer_Release(view);
 }
 
 static int Batch_init(Batch *self, PyObject *args, PyObject *kwds) {
@@ -151,16 +160,28 @@ static PyObject *Batch_add(Batch *self, PyObject *const *args, Py_ssize_t nargs)
     }
     const char *data;
     Py_ssize_t len;
-    if (get_buffer(args[0], &data, &len) < 0 || reserve(self, len) < 0) return NULL;
+    Py_buffer view;
+    if (get_buffer(args[0], &data, &len, &view) < 0) return NULL;
+    if (reserve(self, len) < 0) {
+        release(&view);
+        return NULL;
+    }
     Slot *slot = &self->slots[self->count];
-    if (set_address(self, slot, args[1], args[2]) < 0) return NULL;
+    if (set_address(self, slot, args[1], args[2]) < 0) {
+        release(&view);
+        return NULL;
+    }
     memcpy(self->arena + self->used, data, (size_t)len);
+    release(&view);
     slot->offset = self->used;
     slot->length = len;
     self->used += len;
     self->count++;
     Py_RETURN_NONE;
 }
+
+static PyObject *add_rewritten(Batch *self, protect_fn fn, void *ctx, const char *data, Py_ssize_t len,
+                               PyObject *const *args);
 
 /* add_rewritten(protect, srtp, packet, b1, seq, ts, ssrc, twcc_at, twcc, host, port) -> libsrtp status.
  * The copy of `packet` gets byte 1, seq, ts and SSRC replaced (and, when twcc_at > 12, the one-byte header
@@ -180,7 +201,15 @@ static PyObject *Batch_add_rewritten(Batch *self, PyObject *const *args, Py_ssiz
     }
     const char *data;
     Py_ssize_t len;
-    if (get_buffer(args[2], &data, &len) < 0) return NULL;
+    Py_buffer view;
+    if (get_buffer(args[2], &data, &len, &view) < 0) return NULL;
+    PyObject *result = add_rewritten(self, fn, ctx, data, len, args);
+    release(&view);
+    return result;
+}
+
+static PyObject *add_rewritten(Batch *self, protect_fn fn, void *ctx, const char *data, Py_ssize_t len,
+                               PyObject *const *args) {
     unsigned long b1 = PyLong_AsUnsignedLongMask(args[3]);
     unsigned long seq = PyLong_AsUnsignedLongMask(args[4]);
     unsigned long ts = PyLong_AsUnsignedLongMask(args[5]);
@@ -317,7 +346,7 @@ static PyObject *Batch_get_calls(Batch *self, void *Py_UNUSED(closure)) {
 }
 
 static PyMethodDef Batch_methods[] = {
-    {"add", (PyCFunction)(void (*)(void))Batch_add, METH_FASTCALL, "add(data, host, port): queue a datagram"},
+    {"add", (PyCFunction)(void (*)(void))Batch_add, METH_FASTCALL, "add(data, host, port): queue a datagram (copied)"},
     {"add_rewritten", (PyCFunction)(void (*)(void))Batch_add_rewritten, METH_FASTCALL,
      "add_rewritten(protect, srtp, packet, b1, seq, ts, ssrc, twcc_at, twcc, host, port) -> libsrtp status"},
     {"send", (PyCFunction)(void (*)(void))Batch_send, METH_FASTCALL, "send(fd, start) -> datagrams accepted"},
