@@ -149,3 +149,22 @@ async def test_a_resume_asks_for_a_full_reconnect(server: ServerProcess) -> None
     )
     leave = await receive(ws)
     assert leave.leave.action == rtc.LeaveRequest.Action.RECONNECT and leave.leave.can_reconnect
+
+
+async def test_a_flood_is_dropped_then_closed_and_a_huge_offer_refused(server: ServerProcess) -> None:
+    ws = await joined(server)
+    big = rtc.SessionDescription(type="offer", sdp="v=0\r\n" + "a=x\r\n" * 15_000, id=3)
+    await ws.send(rtc.SignalRequest(offer=big).SerializeToString())
+    refused = await receive(ws)
+    assert refused.request_response.request_id == 3 and refused.request_response.message.startswith("sdp_too_large:")
+    ping = rtc.SignalRequest(ping_req=rtc.Ping(timestamp=1)).SerializeToString()
+    for _ in range(300):  # far over the burst: the budget (rooms/rate.py) drops, tells, then closes
+        await ws.send(ping)
+    seen: list[str] = []
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            response = await receive(ws)
+            kind = response.WhichOneof("message") or ""
+            seen.append(response.request_response.message.split(":")[0] if kind == "request_response" else kind)
+    assert "pong_resp" in seen and "rate_limited" in seen and seen[-1] == "leave"
+    assert ws.close_code == 1008 and ws.close_reason == "rate_limited"

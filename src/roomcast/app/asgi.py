@@ -53,6 +53,7 @@ from roomcast.livekit.twirp import RoomServiceApi
 from roomcast.livekit.ws import serve_livekit, validate
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import PublishedTrack, PublisherLayersEvent
+from roomcast.rooms.rate import MessageBudget
 from roomcast.rooms.resume import ResumeRegistry
 from roomcast.routing.api import Link, Routing, RoutingError
 from roomcast.routing.factory import make_routing
@@ -366,8 +367,16 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
             servers = ice_servers(identity)
             return [LkIceServer(urls=s.urls, username=s.username or "", credential=s.credential or "") for s in servers]
 
+        budget = MessageBudget(limits.messages_per_second, limits.burst, limits.max_rate_violations)
         return LiveKitSession(
-            manager, config.keys, clock, media, lk_ice_servers, client_host=client, on_event=metrics.count
+            manager,
+            config.keys,
+            clock,
+            media,
+            lk_ice_servers,
+            client_host=client,
+            on_event=metrics.count,
+            budget=budget,
         )
 
     twirp = RoomServiceApi(manager, config.keys, clock, lambda: getattr(app.state, "media", None), metrics.count)

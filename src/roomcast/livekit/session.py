@@ -34,6 +34,7 @@ from roomcast.rooms.model import (
     RoomEvent,
     TracksEvent,
 )
+from roomcast.rooms.rate import MessageBudget
 from roomcast.rooms.tokens import AccessToken, TokenError, verify
 from roomcast.rtc.api import MediaBackend, MediaError, OfferContext, TrackSettings
 from roomcast.rtc.peer import assign_tracks
@@ -43,6 +44,7 @@ log = logging.getLogger("roomcast.livekit")
 
 DATA_LABELS = ("_reliable", "_lossy", "_data_track")  # the channels livekit-client opens on its connection
 MAX_TRACKS = 16  # AddTrackRequests one participant may hold
+MAX_SDP = 64 * 1024  # as the JSON protocol's cap: an offer costs a parse and a negotiation
 _QUALITY = {models.VideoQuality.LOW: "low", models.VideoQuality.MEDIUM: "medium", models.VideoQuality.HIGH: "high"}
 _RID_QUALITY = {"q": models.VideoQuality.LOW, "h": models.VideoQuality.MEDIUM, "f": models.VideoQuality.HIGH}
 # requests this adapter does not carry out: answered with RequestResponse(UNSUPPORTED_TYPE), counted
@@ -96,6 +98,7 @@ class LiveKitSession:
     client_host: str = ""
     on_event: Callable[[str], None] = lambda name: None
     outbox: Outbox = field(default_factory=lambda: Outbox(512))
+    budget: MessageBudget = field(default_factory=lambda: MessageBudget(50.0, 100.0, 50))
     token: AccessToken | None = None
     room: Room | None = None
     participant: Participant | None = None
@@ -201,6 +204,16 @@ class LiveKitSession:
     # ------------------------------------------------------------------ requests
 
     def handle_bytes(self, data: bytes) -> None:
+        verdict = self.budget.take(self.clock())
+        if verdict != "ok":
+            self._count("rate_limited")
+            if verdict == "close":
+                self._send(convert.leave("rate_limited"))
+                self.outbox.close(CLOSE_POLICY, "rate_limited")
+            elif verdict == "tell":
+                reason = rtc.RequestResponse.Reason.LIMIT_EXCEEDED
+                self._refuse("rate_limited", f"over {self.budget.rate:g} messages/s; message dropped", reason)
+            return
         try:
             request = decode_request(data)
         except FrameError as exc:
@@ -286,6 +299,11 @@ class LiveKitSession:
         room, participant, media = self.room, self.participant, self.media
         assert room is not None and participant is not None and media is not None
         self._reoffer_asked = False
+        if len(offer.sdp) > MAX_SDP:
+            self._count("media_refused")
+            reason = rtc.RequestResponse.Reason.LIMIT_EXCEEDED
+            self._refuse("sdp_too_large", f"offers are at most {MAX_SDP} bytes", reason, offer.id)
+            return
         wanted = self._wanted(media.room_tracks(room.name))
         assignment = assign_tracks(offer.sdp, wanted, self.subscriptions)
         grants = participant.grants

@@ -30,6 +30,7 @@ from roomcast.rooms.model import (
     SignalEvent,
     TracksEvent,
 )
+from roomcast.rooms.rate import MessageBudget
 from roomcast.rooms.resume import ResumeRegistry
 from roomcast.rooms.tokens import AccessToken, TokenError, verify
 from roomcast.rtc.api import SERVER_TARGETS, MediaBackend, MediaError, OfferContext, TrackSettings
@@ -163,9 +164,9 @@ class SignalingSession:
         self.token: AccessToken | None = None
         self.room: Room | None = None
         self.participant: Participant | None = None
-        self._tokens = self.limits.burst
-        self._last_refill = 0.0
-        self._violations = 0
+        self._budget = MessageBudget(
+            self.limits.messages_per_second, self.limits.burst, self.limits.max_rate_violations
+        )
         self._count = on_event or (lambda _name: None)
         self._offer_budget = self.limits.offer_burst
         self._offer_refill = 0.0
@@ -484,20 +485,15 @@ class SignalingSession:
     # ------------------------------------------------------------------ helpers
 
     def _take_token(self) -> bool:
-        """Token bucket: refuse messages above the per-socket rate; close on sustained abuse."""
-        now = self.clock()
-        limits = self.limits
-        self._tokens = min(limits.burst, self._tokens + (now - self._last_refill) * limits.messages_per_second)
-        self._last_refill = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        """The message budget (rooms/rate.py): refuse messages above the per-socket rate; close on sustained abuse."""
+        verdict = self._budget.take(self.clock())
+        if verdict == "ok":
             return True
-        self._violations += 1
         self._count("rate_limited")
-        if self._violations >= limits.max_rate_violations:
+        if verdict == "close":
             self._fatal("rate_limited", "too many messages; closing", CLOSE_POLICY)
-        elif self._violations == 1 or self._violations % 10 == 0:
-            self._error("rate_limited", f"over {limits.messages_per_second:g} messages/s; message dropped")
+        elif verdict == "tell":
+            self._error("rate_limited", f"over {self.limits.messages_per_second:g} messages/s; message dropped")
         return False
 
     def _send(self, message: m.Message) -> None:
