@@ -7,10 +7,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Page
 
 from tests.e2e.test_call import frames_decoded
+from tests.signaling.wsclient import DEV_KEY, DEV_SECRET
 from tests.support.browser_fixtures import NewPage
 from tests.support.livekit_page import livekit_token, open_livekit_page, page_server
 from tests.support.server import ServerProcess
@@ -67,9 +69,21 @@ async def test_publish_camera_and_a_second_client_decodes_it(
     assert await frames(bob, 30, "alice") >= 30
     seen = await events(bob)
     assert ["subscribed", "alice", "audio"] in [e[:3] for e in seen]
-    assert ["joined", "bob"] in await events(alice) or await alice.evaluate("window.room.remoteParticipants.size") == 1
+    await wait_event(alice, "joined", "bob")
     await bob.evaluate("window.room.disconnect()")
     await wait_event(alice, "left", "bob")
+    await alice.evaluate("window.room.disconnect()")
+    await room_released(server, r)
+
+
+async def room_released(server: ServerProcess, room: str, timeout: float = 10.0) -> None:
+    """Everyone left: the auto-created room, its router and transports are gone (O4: nothing leaks)."""
+    auth = (DEV_KEY, DEV_SECRET)
+    async with httpx.AsyncClient(base_url=server.base, auth=auth) as client:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (await client.get(f"/api/rooms/{room}/stats")).status_code != 404:
+            assert asyncio.get_running_loop().time() < deadline, f"room {room} still held after everyone left"
+            await asyncio.sleep(0.1)  # polling a condition with a bound
 
 
 async def frame_width(page: Page, identity: str, below: int | None = None, timeout: float = 20.0) -> int:
