@@ -21,6 +21,7 @@ import pytest
 
 from roomcast.rooms.tokens import Grants
 from roomcast.rooms.tokens import mint as mint_token
+from tests.support.canary import Canaries
 from tests.support.server import ServerProcess
 from tests.whip.conftest import AUTH, mint
 
@@ -232,25 +233,32 @@ def flood_server(artifacts: Path) -> Iterator[ServerProcess]:
     assert "Traceback" not in proc.log(), proc.log()[-4000:]
 
 
-async def test_a_burst_of_posts_is_refused_with_429_and_leaks_nothing(flood_server: ServerProcess) -> None:
+async def test_a_burst_of_posts_is_refused_with_429_and_leaks_nothing(
+    flood_server: ServerProcess, canaries: Canaries
+) -> None:
     """1,000 POSTs from one address as fast as 20 connections send them: its budget (5/s, burst 10) admits a
-    few, the rest get 429 with Retry-After; another address (127.0.0.3) is still served during the burst."""
+    few, the rest get 429 with Retry-After; another address (127.0.0.3) is still served during the burst, and
+    a live SDK call in another room (the canary, RELIABILITY O3) keeps receiving frames throughout."""
     server = flood_server
+    live = await canaries.sdk(server)
     room = "flood-" + uuid.uuid4().hex[:6]
     base_transports = metric(server, "roomcast_media_transports")
     token = mint(server, room, "flood")
     canary_token = mint(server, room, "canary")
 
-    async def canary() -> int:
+    async def other_address() -> int:
         await asyncio.sleep(0.3)
         transport = httpx.AsyncHTTPTransport(local_address="127.0.0.3")
         async with httpx.AsyncClient(base_url=server.base, transport=transport) as other:
             res = await other.post(f"/whip/{room}", content=OFFER, headers={**SDP, **bearer(canary_token)})
             return res.status_code
 
-    started = time.monotonic()
-    canary_status, results = await asyncio.gather(canary(), raw_posts(server.base, f"/whip/{room}", token, 1000, 20))
+    started, t0 = time.monotonic(), live.mark()
+    canary_status, results = await asyncio.gather(
+        other_address(), raw_posts(server.base, f"/whip/{room}", token, 1000, 20)
+    )
     elapsed = time.monotonic() - started
+    live.assert_flowed(since=t0, max_gap=1.0)
     statuses = Counter(status for status, _ in results)
     assert canary_status == 201  # another address keeps its own budget
     assert statuses[201] + statuses[429] == 1000, statuses
@@ -267,6 +275,7 @@ async def test_a_burst_of_posts_is_refused_with_429_and_leaks_nothing(flood_serv
         await asyncio.sleep(0.1)  # the canary's session ends by the connect timeout
     assert participants(server, room) == []
     assert metric(server, "roomcast_media_transports") == base_transports
+    await live.assert_alive()
     print(f"burst: 1000 POSTs in {elapsed:.2f}s ({1000 / elapsed:.0f}/s), {dict(statuses)}")
 
 
