@@ -86,16 +86,19 @@ async def room_released(server: ServerProcess, room: str, timeout: float = 10.0)
             await asyncio.sleep(0.1)  # polling a condition with a bound
 
 
-async def frame_width(page: Page, identity: str, below: int | None = None, timeout: float = 20.0) -> int:
-    """Poll the width of the frames decoded from ``identity`` until one arrives (``below``: until under it)."""
-    script = """async ([who, below]) => {
+async def frame_width(
+    page: Page, identity: str, below: int | None = None, timeout: float = 20.0, above: int = 0
+) -> int:
+    """Poll the width of the frames decoded from ``identity`` until one over ``above`` arrives (``below``: and
+    under it)."""
+    script = """async ([who, below, above]) => {
       for (;;) {
         const w = await window.lkFrameWidth(who);
-        if (w > 0 && (below === null || w < below)) return w;
+        if (w > above && (below === null || w < below)) return w;
         await new Promise(r => setTimeout(r, 200));
       }
     }"""
-    return int(await asyncio.wait_for(page.evaluate(script, [identity, below]), timeout))
+    return int(await asyncio.wait_for(page.evaluate(script, [identity, below, above]), timeout))
 
 
 async def test_mute_subscription_and_quality_reach_the_other_side(
@@ -145,3 +148,30 @@ async def test_a_livekit_client_and_a_roomcast_call_page_decode_each_other(
     assert await frames(alice, 20, "carol") >= 20
     await carol.close()
     await wait_event(alice, "left", "carol")
+
+
+async def test_dynacast_turns_off_the_layers_nobody_receives(
+    server: ServerProcess, new_page: NewPage, pages: str
+) -> None:
+    r = room_name()
+    alice = await open_livekit_page(new_page, pages)
+    token = livekit_token(r, "alice")
+    await alice.evaluate(
+        "([u, t]) => window.lkJoin(u, t, {publish: true, room: {dynacast: true}})", [server.ws_base, token]
+    )
+    bob = await open_livekit_page(new_page, pages)
+    await bob.evaluate("([u, t]) => window.lkJoin(u, t)", [server.ws_base, livekit_token(r, "bob")])
+    assert await frames(bob, 10, "alice") >= 10
+    # bob asks for LOW: the server's SubscribedQualityUpdate leaves alice encoding her lowest layer only
+    await bob.evaluate("window.lkRemoteVideo('alice').setVideoQuality(LivekitClient.VideoQuality.LOW)")
+    await alice.wait_for_function(
+        "window.lkEncodings().length > 1 && window.lkEncodings().filter(([rid, on]) => on).length === 1",
+        timeout=20_000,
+    )
+    encodings = await alice.evaluate("window.lkEncodings()")
+    assert [rid for rid, on in encodings if on] == ["q"], encodings
+    low = await frame_width(bob, "alice")
+    # and back to HIGH: the top layer is encoded again (with the lowest, kept for new viewers: rtc/dynacast.py)
+    await bob.evaluate("window.lkRemoteVideo('alice').setVideoQuality(LivekitClient.VideoQuality.HIGH)")
+    await alice.wait_for_function("window.lkEncodings().some(([rid, on]) => rid === 'f' && on)", timeout=20_000)
+    assert await frame_width(bob, "alice", above=low) > low

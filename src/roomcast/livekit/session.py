@@ -73,6 +73,7 @@ class _Announced:
     cid: str
     info: models.TrackInfo
     shape: convert.TrackShape
+    codec: str = "vp8"  # what the client publishes it with (its SubscribedQualityUpdates name it)
 
 
 @dataclass
@@ -292,7 +293,8 @@ class LiveKitSession:
             track = PublishedTrack(
                 "TR_" + secrets.token_hex(6), participant.identity, kind, source, add.name, add.muted
             )
-            known = self.announced[add.cid] = _Announced(add.cid, convert.track_info(track, shape), shape)
+            codec = next((c.codec.lower() for c in add.simulcast_codecs if c.codec), "vp8")
+            known = self.announced[add.cid] = _Announced(add.cid, convert.track_info(track, shape), shape, codec)
         self._send(rtc.SignalResponse(track_published=rtc.TrackPublishedResponse(cid=add.cid, track=known.info)))
 
     def _offer(self, offer: rtc.SessionDescription) -> None:
@@ -413,7 +415,11 @@ class LiveKitSession:
         qualities = [
             rtc.SubscribedQuality(quality=quality, enabled=rid in event.active) for rid, quality in _RID_QUALITY.items()
         ]
-        update = rtc.SubscribedQualityUpdate(track_sid=announced.info.sid, subscribed_qualities=qualities)
+        update = rtc.SubscribedQualityUpdate(
+            track_sid=announced.info.sid,
+            subscribed_qualities=qualities,
+            subscribed_codecs=[rtc.SubscribedCodec(codec=announced.codec, qualities=qualities)],  # what 2.x reads
+        )
         self._send(rtc.SignalResponse(subscribed_quality_update=update))
 
     # ------------------------------------------------------------------ helpers

@@ -75,3 +75,9 @@ window.lkServeRpc = () => window.room.localParticipant.registerRpcMethod(
 
 window.lkCallRpc = (to, payload) => window.room.localParticipant.performRpc(
   { destinationIdentity: to, method: 'greet', payload, responseTimeout: 5000 });
+
+// [rid, active] of the local camera's encodings (what dynacast turns on and off)
+window.lkEncodings = () => {
+  const pub = [...window.room.localParticipant.videoTrackPublications.values()][0];
+  return pub?.track?.sender ? pub.track.sender.getParameters().encodings.map((e) => [e.rid || '', e.active]) : [];
+};
