@@ -97,6 +97,8 @@ CODES: Final[dict[str, tuple[int, str]]] = {
     "bad_source": (400, "the media source could not be opened or decoded"),
     "no_track": (404, "the stream has no track of that kind"),
     "missing_params": (400, "the page needs ?room=R&identity=I"),
+    "login_required": (401, "log in at /login first (the pages need a login on this server)"),
+    "login_off": (404, "that login method is not configured on this server"),
     "no_tcp_candidate": (502, "ICE over TCP was asked for, but the server announced no TCP candidate"),
 }
 

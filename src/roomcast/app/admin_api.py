@@ -98,6 +98,7 @@ class AdminApi:
         self.manager = manager
         self.clock = clock
         self.room_stats: Callable[[str], dict[str, object] | None] = lambda room: None
+        self.dev_tokens = True  # off when the pages have a login (app/login.py)
 
     def routes(self) -> list[Route]:
         a = self._authed
@@ -253,7 +254,7 @@ class AdminApi:
 
     async def dev_token(self, request: Request) -> Response:
         """Tokens for the demo pages, only while the public dev key pair is in use."""
-        if not self.config.dev_mode:
+        if not self.config.dev_mode or not self.dev_tokens:
             return error(404, "dev_mode_off", "dev tokens exist only with the built-in dev credentials")
         q = request.query_params
         try:

@@ -45,6 +45,7 @@ from roomcast.app.dashboard import Dashboard
 from roomcast.app.drain import Drain
 from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
 from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
+from roomcast.app.login import PageLogin
 from roomcast.app.object_metrics import ObjectCollector
 from roomcast.app.webhooks import WebhookCollector, Webhooks
 from roomcast.apps.rules import DataRules
@@ -263,6 +264,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     metrics.registry.register(objects)
     routing = routing or make_routing(config.redis_url, config.node_id)
     dashboard = Dashboard(config, manager, admin, routing, lambda: metrics.worst_lag, clock)
+    login = PageLogin(config, clock)
+    admin.dev_tokens = not login.enabled  # with a login, pages get tokens for the logged-in user only
     cluster = Cluster(routing, manager, config.keys, clock)
     cluster.loop_lag = lambda: metrics.worst_lag
     drain.on_start.append(routing.set_draining)
@@ -483,6 +486,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         def endpoint(request: Request) -> Response:
             headers = {"Cache-Control": "no-cache"}
             if filename.endswith(".html"):
+                gate = login.gate(request)  # --users / --oidc-issuer: pages need a login
+                if gate is not None:
+                    return gate
                 headers["Content-Security-Policy"] = page_csp(WEB_DIR / filename)
             return FileResponse(WEB_DIR / filename, headers=headers)
 
@@ -501,6 +507,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         *admin.routes(),
         nodes_route(admin, routing),
         *dashboard.routes(),
+        *login.routes(),
         *whip_http.routes(),
         *(Route(path, page(filename)) for path, filename in PAGES.items()),
     ]

@@ -38,6 +38,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--max-rooms", type=int, dest="max_rooms")
     p.add_argument("--max-participants", type=int, dest="max_participants", help="default per-room limit")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--users", dest="users_file", help="password users for the pages (TOML, argon2 hashes)")
+    p.add_argument("--roles", dest="roles_file", help="grants by role for logged-in users (TOML [roles.NAME])")
+    p.add_argument(
+        "--oidc-issuer", dest="oidc_issuer", help="OpenID Connect login (secret: ROOMCAST_OIDC_CLIENT_SECRET)"
+    )
+    p.add_argument("--oidc-client-id", dest="oidc_client_id")
     p.add_argument(
         "--log-format",
         dest="log_format",
@@ -205,6 +211,10 @@ def serve(args: argparse.Namespace) -> int:
             "max_participants": args.max_participants,
             "log_level": args.log_level,
             "log_format": args.log_format,
+            "users_file": args.users_file,
+            "roles_file": args.roles_file,
+            "oidc_issuer": args.oidc_issuer,
+            "oidc_client_id": args.oidc_client_id,
             "tls_cert": args.tls_cert,
             "tls_key": args.tls_key,
             "turn_host": args.turn_host,
@@ -308,6 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from roomcast.tools.iot import iot_main
 
         return iot_main(argv[1:])
+    if argv[:1] == ["hash-password"]:
+        from roomcast.app.identity import hash_password_main
+
+        return hash_password_main(argv[1:])
     if argv[:1] == ["doctor"]:
         from roomcast.tools.doctor import doctor_main
 

@@ -48,6 +48,13 @@ class Config:
     messages_per_second: float = 50.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line with the event's fields (app/logs.py)
+    # a login in front of the built-in pages (app/identity.py): password users and/or OpenID Connect
+    users_file: str = ""  # TOML [users.NAME] password (argon2 hash), roles; [roles.ROLE] grants
+    roles_file: str = ""  # TOML [roles.ROLE] grants (also read from users_file)
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""  # env/TOML only
+    oidc_roles_claim: str = "roles"
     tls_cert: str = ""
     tls_key: str = ""
     turn_secret: str = ""
@@ -159,6 +166,13 @@ def load(
             raise ConfigError(f"no such file: {path}")
     if bool(config.turn_secret) != bool(config.turn_host):
         raise ConfigError("TURN needs both ROOMCAST_TURN_SECRET and --turn-host (ROOMCAST_TURN_HOST)")
+    if (config.users_file or config.oidc_issuer) and config.dev_mode:
+        raise ConfigError(
+            "a page login (--users/--oidc-issuer) needs ROOMCAST_API_KEY/ROOMCAST_API_SECRET: with the public dev "
+            "key anyone can mint tokens and skip the login"
+        )
+    if config.oidc_issuer and not (config.oidc_client_id and config.oidc_client_secret):
+        raise ConfigError("OpenID Connect needs --oidc-client-id and ROOMCAST_OIDC_CLIENT_SECRET")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format must be 'text' or 'json'")
     if config.default_room_mode not in ("sfu", "p2p"):

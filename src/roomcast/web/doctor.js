@@ -253,6 +253,12 @@
     await run('token', 'Access token', async (check) => {
       if (token) { check.detail = 'from the page link'; return; }
       const q = new URLSearchParams({room: 'doctor-' + Math.random().toString(36).slice(2, 10), identity: 'doctor-' + Math.random().toString(36).slice(2, 8)});
+      const session = await fetch('/api/session-token?room=' + q.get('room'), {headers: {'X-Roomcast-Page': '1'}});
+      if (session.ok) {  // a server with a page login: a token for the logged-in user
+        token = (await session.json()).token;
+        check.detail = 'for the logged-in user';
+        return;
+      }
       const response = await fetch('/api/dev-token?' + q);
       if (!response.ok) throw new Error('this server mints no dev tokens: open /doctor#token=<a token for any room>');
       token = (await response.json()).token;

@@ -27,9 +27,25 @@
     global.history.replaceState(null, '', global.location.pathname + (search ? '?' + search : '') + (hash ? '#' + hash : ''));
   }
 
+  /** A login session (server with --users or --oidc-issuer) gets a token for its user; else a dev token. */
+  async function sessionToken(room, grants = {}) {
+    const q = new URLSearchParams({room});
+    if (grants.canPublish === false) q.set('can_publish', 'false');
+    if (grants.roomAdmin) q.set('room_admin', 'true');
+    const res = await fetch('/api/session-token?' + q.toString(), {headers: {'X-Roomcast-Page': '1'}, cache: 'no-store'});
+    if (res.status === 404) return null;  // no login on this server
+    const body = await res.json();
+    if (!res.ok) throw new Roomcast.RoomcastError(body.error.code, body.error.message);
+    return body.token;
+  }
+
   async function pageToken(grants) {
     if (urlToken) return urlToken;
     const room = params.get('room');
+    if (room) {
+      const token = await sessionToken(room, grants);
+      if (token) return token;
+    }
     const identity = params.get('identity');
     if (!room || !identity) throw new Roomcast.RoomcastError('missing_params', 'open this page with ?room=R&identity=I');
     return Roomcast.devToken(room, identity, params.get('name'), '', grants);
