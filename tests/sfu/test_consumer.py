@@ -131,3 +131,46 @@ def test_nack_generator_reports_gaps_and_recoveries() -> None:
     assert sorted(gen.due(0.11)) == [1, 65535]
     assert gen.due(0.3) == []  # gave up after max_tries
     assert gen.recovered == 1
+
+
+def test_probe_padding_repeats_packets_a_few_frames_old_as_rtx() -> None:
+    from roomcast.sfu.consumer import PROBE_BACK_MAX, PROBE_BACK_MIN
+
+    c, sent = make(rtx_ssrc=0xBBBB, rtx_pt={96: 97})
+    assert c.pad(5000) == 0  # nothing forwarded yet
+    for i in range(300):
+        c.forward(rtp(1000 + i, 3000 * i, 1, payload=bytes([i & 0xFF]) * 100), 1, i / 100)
+    forwarded = len(sent)
+    padded = c.pad(1000)
+    padding = sent[forwarded:]
+    assert padded >= 1000 and len(padding) == 9 and padded == sum(len(p) for p in padding)  # 112 B + OSN each
+    osns = [struct.unpack_from("!H", p, 12)[0] for p in padding]
+    newest = 1000 + 299
+    assert all(newest - PROBE_BACK_MAX <= osn <= newest - PROBE_BACK_MIN for osn in osns)  # a few frames old
+    for p, osn in zip(padding, osns, strict=True):
+        _seq, _ts, ssrc, pt, _m = fields(p)
+        assert ssrc == 0xBBBB and pt == 97 and p[14:] == bytes([(osn - 1000) & 0xFF]) * 100  # RFC 4588 §4
+    rtx_seqs = [fields(p)[0] for p in padding]
+    assert rtx_seqs == list(range(rtx_seqs[0], rtx_seqs[0] + 9))  # the RTX stream's own numbering goes on
+    assert c.retransmits == 0 and c.padding_packets == 9 and c.padding_bytes == padded  # not NACK answers
+    c.pad(10**6)  # a big budget cycles through the window, it does not run away
+    assert len(sent) - forwarded <= 9 + PROBE_BACK_MAX
+
+    plain, plain_sent = make()  # without RTX: no padding (a duplicate on the media SSRC would show in its stats)
+    plain.forward(rtp(1, 0, 1), 1, 0.0)
+    assert plain.pad(5000) == 0 and len(plain_sent) == 1
+
+
+def test_a_packet_is_retransmitted_at_most_once_per_round_trip() -> None:
+    """A receive-only Chrome re-NACKs every 100 ms; behind a second of queue each lost packet went out ten times."""
+    c, sent = make(rtx_ssrc=0xBBBB, rtx_pt={96: 97})
+    for s in range(10):
+        c.forward(rtp(s, s * 10, 1), 1, 0.0)
+    c.rtt = 1.0
+    sent.clear()
+    assert c.retransmit([3, 4], now=10.0) == 2
+    assert c.retransmit([3, 4], now=10.1) == 0 and c.retransmits_suppressed == 2  # the copies may be queued still
+    assert c.retransmit([3, 5], now=10.5) == 1  # a packet not resent yet goes at once
+    assert c.retransmit([3, 4], now=11.05) == 2  # a round trip later: the copy was lost too
+    assert c.retransmit([3], now=None) == 1  # no clock: every NACK answered, as before
+    assert [struct.unpack_from("!H", p, 12)[0] for p in sent] == [3, 4, 5, 3, 4, 3]

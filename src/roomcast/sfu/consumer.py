@@ -20,6 +20,16 @@ from roomcast.wire.rtp import header_length
 
 _SEQ_TS = struct.Struct("!HI")
 _B1_SEQ_TS_SSRC = struct.Struct("!BHII")
+# Probe padding repeats packets sent this far back (in sequence numbers): a few frames old, so a receiver's
+# delay estimate (abs-send-time inter-arrival groups) sees them out of order and skips them, while its
+# incoming-bitrate measurement still counts them.
+PROBE_BACK_MIN, PROBE_BACK_MAX = 8, 200
+# A packet is retransmitted at most once per round trip (and per RTX_MIN_INTERVAL), as libwebrtc's sender
+# does: a receive-only Chrome re-NACKs every 100 ms, so behind a bottleneck's queue (a second of delay at a
+# 250 kbit/s cap) each lost packet went out again and again, and those copies filled the link (200 kbit/s of
+# retransmissions for a few packets lost per second), which lost more.
+RTX_MIN_INTERVAL = 0.02
+_RESENT_SLOTS = 256
 
 Sender = Callable[[bytes | bytearray], None]
 RewritingSender = Callable[[bytes | bytearray, int, int, int, int], None]
@@ -37,9 +47,15 @@ class Consumer:
         "last_out_ts",
         "last_sent_at",
         "packets_sent",
+        "padding_bytes",
+        "padding_packets",
         "paused",
+        "probe_back",
         "pt_map",
+        "resent_at",
+        "resent_seq",
         "retransmits",
+        "retransmits_suppressed",
         "ring",
         "rtt",
         "rtx_pt",
@@ -93,6 +109,11 @@ class Consumer:
         self.packets_sent = 0
         self.bytes_sent = 0
         self.retransmits = 0
+        self.retransmits_suppressed = 0
+        self.resent_seq = [-1] * _RESENT_SLOTS  # the last packets retransmitted, by sequence number, and when
+        self.resent_at = [0.0] * _RESENT_SLOTS
+        self.probe_back = PROBE_BACK_MIN
+        self.padding_packets = self.padding_bytes = 0
 
     def forward(self, pkt: bytes, source_ssrc: int, now: float) -> None:
         """Rewrite and send one decrypted RTP packet of the source."""
@@ -157,13 +178,22 @@ class Consumer:
         self.paused = False
         self.source_ssrc = None
 
-    def retransmit(self, seqs: list[int]) -> int:
-        """Answer a NACK from the ring: RTX (RFC 4588 §4) when negotiated, else the packet again."""
+    def retransmit(self, seqs: list[int], now: float | None = None) -> int:
+        """Answer a NACK from the ring: RTX (RFC 4588 §4) when negotiated, else the packet again; with ``now``,
+        not a packet already retransmitted within the round trip (the copy may still be on its way)."""
         sent = 0
+        interval = max(self.rtt or 0.0, RTX_MIN_INTERVAL)
         for seq in seqs:
             source = self.ring.get(seq)
             if source is None:
                 continue
+            if now is not None:
+                slot = seq & (_RESENT_SLOTS - 1)
+                if self.resent_seq[slot] == seq and now - self.resent_at[slot] < interval:
+                    self.retransmits_suppressed += 1
+                    continue
+                self.resent_seq[slot] = seq
+                self.resent_at[slot] = now
             b1 = source[1]
             mapped = self.pt_map.get(b1 & 0x7F)
             if mapped is not None:
@@ -194,6 +224,28 @@ class Consumer:
                 self.send(pkt)
             sent += 1
         self.retransmits += sent
+        return sent
+
+    def pad(self, budget: int) -> int:
+        """Probe padding of about ``budget`` bytes: RTX copies (RFC 4588) of packets sent a few frames ago, which
+        the subscriber already has and drops; they carry their original abs-send-time, so its receive-side
+        estimate counts their bytes but not their delay. Only with RTX negotiated (a duplicate on the media
+        SSRC would show in its stats). Returns the bytes sent."""
+        if self.rtx_ssrc is None or self.last_out_seq is None or budget <= 0:
+            return 0
+        sent = packets = 0
+        for _ in range(PROBE_BACK_MAX):
+            if sent >= budget:
+                break
+            self.probe_back = self.probe_back + 1 if self.probe_back < PROBE_BACK_MAX else PROBE_BACK_MIN
+            seq = (self.last_out_seq - self.probe_back) & 0xFFFF
+            source = self.ring.get(seq)
+            if source is not None and Consumer.retransmit(self, [seq]):  # not a NACK's answer: no side effects
+                sent += len(source) + 2
+                packets += 1
+        self.retransmits -= packets
+        self.padding_packets += packets
+        self.padding_bytes += sent
         return sent
 
     def on_report(self, lsr: int, dlsr: int, fraction_lost: int, now: float) -> None:

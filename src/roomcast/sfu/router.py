@@ -21,15 +21,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from roomcast.proto.bwe.gcc import GccEstimator
+from roomcast.proto.bwe.remb import RembEstimator
 from roomcast.proto.codecs import TWCC_URI
 from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.webrtc import WebRtcTransport
-from roomcast.sfu.congestion import Allocation, PublisherFeedback, SubscriberEstimate
+from roomcast.sfu.congestion import Allocation, PublisherFeedback, SubscriberEstimate, pad
 from roomcast.sfu.consumer import Consumer
 from roomcast.sfu.feedback import subscriber_feedback
 from roomcast.sfu.listener import Listener
 from roomcast.sfu.producer import Layer, Producer, payload_type_map
-from roomcast.sfu.simulcast import SimulcastConsumer
+from roomcast.sfu.simulcast import LayerBudget, SimulcastConsumer
 from roomcast.sfu.stats import router_stats
 from roomcast.wire import ParseError
 from roomcast.wire.rtcp import (
@@ -404,6 +405,8 @@ class Router:
             if media.estimate is not None:
                 media.estimate.handle_timeout(now)
                 self._allocate(media, now)
+                if media.estimate.probe_rate > 0:
+                    self.counters["padding_bytes"] += pad(media.estimate, media.consumers.values(), now)
             if media.publisher is not None and now - media.last_report >= REPORT_INTERVAL:
                 media.last_report = now
                 blocks = tuple(layer.report_block(now) for layer in layers)
@@ -474,6 +477,9 @@ class Router:
                 consumer.start(self._publisher_now(producer))  # forced keyframe request on its layer
             else:
                 self._request_keyframe(producer, force=True)  # a new viewer needs a keyframe now (PLI path)
+        if isinstance(media.estimate.estimator, RembEstimator):  # the loss that moves video layers is video's
+            video = frozenset(c.ssrc for c, p in media.consumers.values() if p.kind == "video")
+            media.estimate.estimator.media_ssrcs = video or None
 
     def _new_consumer(self, producer: Producer, m: NegotiatedMedia, ssrc: int, transport: WebRtcTransport) -> Consumer:
         common: dict[str, object] = {
@@ -499,7 +505,9 @@ class Router:
     def _on_subscriber_rtcp(self, media: ParticipantMedia, data: bytes) -> None:
         def nack(ssrc: int, lost: list[int]) -> int:
             found = media.consumers_by_ssrc.get(ssrc)
-            return found[0].retransmit(lost) if found is not None else 0
+            if found is None or media.subscriber is None:
+                return 0
+            return found[0].retransmit(lost, media.subscriber.now)
 
         def keyframe(ssrc: int) -> None:
             found = media.consumers_by_ssrc.get(ssrc)
@@ -578,15 +586,13 @@ class Router:
             if (media.owner, producer.sid) in self.pinned:
                 tracks.append((producer.sid, producer.kind, producer.source, float(producer.bitrate), None))
             elif isinstance(consumer, SimulcastConsumer) and producer.simulcast:
-                tracks.append((producer.sid, producer.kind, producer.source, 0.0, self._budget_setter(media, producer)))
+                layered = LayerBudget(consumer, self._publisher_now(producer))
+                tracks.append((producer.sid, producer.kind, producer.source, 0.0, layered))
             else:
                 tracks.append((producer.sid, producer.kind, producer.source, float(producer.bitrate), None))
-        if estimate.allocate(tracks, now):
+        rtts = [c.rtt for c, p in media.consumers.values() if c.rtt is not None and p.kind == "video"]
+        if estimate.allocate(tracks, now, max(rtts) if rtts else None):
             self.counters["allocations"] += 1
-
-    def _budget_setter(self, media: ParticipantMedia, producer: Producer) -> Callable[[float], object]:
-        owner, sid = media.owner, producer.sid
-        return lambda bitrate: self.set_bitrate_budget(owner, sid, bitrate)
 
     def request_keyframe(self, track_sid: str) -> None:
         """A subscriber needs a picture now (it resumed a track it had hidden); throttled per layer."""

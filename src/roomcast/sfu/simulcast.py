@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 from roomcast.sfu.consumer import _SEQ_TS, Consumer
 from roomcast.sfu.producer import MAX_TEMPORAL, Layer
-from roomcast.sfu.selector import LayerSelector
+from roomcast.sfu.selector import LayerSelector, next_option, step_up
 from roomcast.sfu.simulcast_late import PATCHED, PIC_SLOTS, LatePackets
 from roomcast.sfu.temporal import SINGLE_TEMPORAL, TemporalView
 from roomcast.sfu.timeline import continued_timestamp
@@ -132,19 +132,40 @@ class SimulcastConsumer(LatePackets):
         self.target_temporal = MAX_TEMPORAL - 1 if temporal is None else max(0, min(temporal, MAX_TEMPORAL - 1))
         self._retarget(now)
 
-    def set_bitrate_budget(self, bitrate: float, now: float) -> tuple[int, int]:
+    def set_bitrate_budget(self, bitrate: float, now: float, keep: bool = False) -> tuple[int, int]:
         """Choose the layer for ``bitrate`` bits/s from the producer's measured layer bitrates (with
-        hysteresis, see :class:`LayerSelector`); returns the (spatial, temporal) target now in force."""
+        hysteresis, see :class:`LayerSelector`; ``keep``: never lower); returns the (spatial, temporal)
+        target now in force."""
         if not self.layers:
             return self.target_spatial, self.target_temporal
+        rates, current = self._options_now()
+        choice = self.selector.select(rates, bitrate, current, now, keep)
+        if choice is not None and choice != (self.target_spatial, current[1]):
+            self.set_target_layer(choice[0], choice[1], now)
+        return self.target_spatial, self.target_temporal
+
+    def step_up(self) -> tuple[float, float]:
+        """(bits/s of the layer targeted now, of the next option up): 0 where none (see :func:`step_up`)."""
+        if not self.layers:
+            return 0.0, 0.0
+        return step_up(*self._options_now())
+
+    def take_step_up(self, now: float) -> tuple[int, int]:
+        """Go up one option now, without the selector's hold (a probe showed the path carries it); returns the
+        (spatial, temporal) target now in force."""
+        up = next_option(*self._options_now()) if self.layers else None
+        if up is not None:
+            self.selector.restart()
+            self.set_target_layer(up[0], up[1], now)
+        return self.target_spatial, self.target_temporal
+
+    def _options_now(self) -> tuple[list[list[float]], tuple[int, int]]:
+        """The measured bitrates (bits/s per layer, cumulative per TID) under the subscriber's ceiling, and the
+        (spatial, temporal) target among them."""
         rates = [list(layer.temporal_bitrates) if layer.max_tid >= 0 else [layer.bitrate] for layer in self.layers]
         rates = rates[: self.max_spatial + 1]  # never above what the subscriber asked for
         spatial = min(self.target_spatial, len(rates) - 1)
-        temporal = min(self.target_temporal, max(len(rates[spatial]) - 1, 0))
-        choice = self.selector.select(rates, bitrate, (spatial, temporal), now)
-        if choice is not None and choice != (self.target_spatial, temporal):
-            self.set_target_layer(choice[0], choice[1], now)
-        return self.target_spatial, self.target_temporal
+        return rates, (spatial, min(self.target_temporal, max(len(rates[spatial]) - 1, 0)))
 
     def keyframe_layer(self) -> int:
         """Where a subscriber's own PLI goes: the layer we switch to if one is pending, else the current."""
@@ -202,11 +223,13 @@ class SimulcastConsumer(LatePackets):
             "stuck": self.view.stuck,
         }
 
-    def retransmit(self, seqs: list[int]) -> int:
+    def retransmit(self, seqs: list[int], now: float | None = None) -> int:
         """Answer a NACK; if the subscriber waits for a packet that is not coming, a keyframe ends the wait
         (:meth:`TemporalView.waiting_for_nothing`; the time is that of our latest packet)."""
-        sent = super().retransmit(seqs)
-        stuck = sent < len(seqs) and self.single and self.view.waiting_for_nothing(self.ring, seqs, self.last_sent_at)
+        suppressed = self.retransmits_suppressed
+        sent = super().retransmit(seqs, now)
+        missing = sent + self.retransmits_suppressed - suppressed < len(seqs)  # some were not in the ring
+        stuck = missing and self.single and self.view.waiting_for_nothing(self.ring, seqs, self.last_sent_at)
         if stuck and self.current >= 0:
             self.keyframe_requests += 1
             self.request_keyframe(self.current, False)
@@ -435,6 +458,25 @@ class SimulcastConsumer(LatePackets):
             self.pending = -1
             self.next_request_at = float("inf")
         self._register()
+
+
+class LayerBudget:
+    """A subscriber's simulcast consumer as the allocator sees it (sfu/congestion.py ``LayeredTrack``)."""
+
+    __slots__ = ("consumer", "now")
+
+    def __init__(self, consumer: SimulcastConsumer, now: float) -> None:
+        self.consumer = consumer
+        self.now = now  # the publisher transport's clock, which the consumer's layer timing runs on
+
+    def step_up(self) -> tuple[float, float]:
+        return self.consumer.step_up()
+
+    def set_budget(self, bitrate: float, keep: bool) -> object:
+        return self.consumer.set_bitrate_budget(bitrate, self.now, keep)
+
+    def take_step_up(self) -> object:
+        return self.consumer.take_step_up(self.now)
 
 
 def _no_request(index: int, force: bool) -> None:

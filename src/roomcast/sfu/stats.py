@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from roomcast.proto.bwe.gcc import GccEstimator
+from roomcast.proto.bwe.remb import RembEstimator
 from roomcast.sfu.congestion import SubscriberEstimate
 from roomcast.sfu.simulcast import SimulcastConsumer
 
@@ -40,6 +41,8 @@ def _track(p: Producer) -> dict[str, object]:
         "subscribers": len(p.consumers),
         "packets_forwarded": sum(c.packets_sent for c in p.consumers),
         "retransmitted": sum(c.retransmits for c in p.consumers),
+        "retransmits_suppressed": sum(c.retransmits_suppressed for c in p.consumers),  # resent within the RTT
+        "padding_packets": sum(c.padding_packets for c in p.consumers),
         "nacks_sent_upstream": sum(layer.nack.nacks_sent for layer in p.layers),
         "recovered_upstream": sum(layer.nack.recovered for layer in p.layers),
         "keyframe_requests": p.keyframe_requests,
@@ -85,7 +88,11 @@ def _estimate(estimate: SubscriberEstimate) -> dict[str, object]:
         "target": estimator.target_bitrate,
         "feedbacks": estimate.feedbacks,
         "counters": {k: v for k, v in asdict(estimator.counters).items() if v},
+        "probing": round(estimate.probe_rate),  # bits/s padded up to now (0: not probing)
+        **{k: v for k, v in estimate.counters.items() if v},
     }
+    if isinstance(estimator, RembEstimator):
+        out["remb"] = round(estimator.remb)
     if isinstance(estimator, GccEstimator):
         out.update(
             delay_based=round(estimator.delay_bitrate),
