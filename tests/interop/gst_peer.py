@@ -6,10 +6,10 @@ second) and ``{"type": "error", "message"}``; on stdin ``{"type": "answer", "sdp
 needs nothing but GStreamer (no WebSocket library in Debian's Python).
 
 ``publish`` sends a live test pattern (VP8 or H.264 from x264enc, constrained baseline) and/or a sine
-tone (Opus); ``--early-offer`` creates the offer as soon as webrtcbin asks for one, before the
-encoders' caps exist (so H.264 is offered without fmtp, packetization-mode 0), otherwise the offer
-waits for the caps. ``subscribe`` offers recvonly VP8 and Opus, decodes what arrives and reports
-frames decoded and the audio level.
+tone (Opus), and reports the frames out of its encoder; ``--early-offer`` creates the offer in READY,
+before any caps exist (H.264 is then offered without fmtp: packetization-mode 0), otherwise the offer
+waits for the caps. ``subscribe`` offers recvonly VP8 (or H.264 with ``--video h264``) and Opus, decodes
+what arrives and reports frames decoded, freezes and the audio level.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ VIDEO = {
     "! video/x-h264,profile=constrained-baseline ! {tap} "
     "! rtph264pay pt=96 config-interval=-1 aggregate-mode=zero-latency "
     "! application/x-rtp,media=video,encoding-name=H264,payload=96",
+}
+RECEIVE = {  # what a subscriber offers (recvonly)
+    "vp8": "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000,rtcp-fb-nack-pli=true",
+    "h264": "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,rtcp-fb-nack-pli=true,"
+    "packetization-mode=(string)1,profile-level-id=(string)42e01f,level-asymmetry-allowed=(string)1",
 }
 TAP = "identity name=encoded signal-handoffs=true"  # every encoded frame passes here: the source's own rate
 OPUS = "opusenc ! rtpopuspay pt=97 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=97"
@@ -118,7 +123,7 @@ class Peer:
             tap.connect("handoff", lambda *_: self.encoded.frame(time.monotonic()))
         if args.mode == "subscribe":
             recv = GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY
-            video = "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000,rtcp-fb-nack-pli=true"
+            video = RECEIVE[args.video or "vp8"]
             audio = "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000"
             self.webrtc.emit("add-transceiver", recv, Gst.Caps.from_string(video))
             self.webrtc.emit("add-transceiver", recv, Gst.Caps.from_string(audio))
