@@ -114,3 +114,8 @@ def test_serve_and_load_from_the_base_install(base_server: str, tmp_path: Path) 
     )
     assert load.returncode == 0, load.stdout[-2000:] + load.stderr[-2000:]
     assert (tmp_path / "report" / "report.json").exists()
+    doctor = run("doctor", "--url", base_server, "--json", "--media-seconds", "0.5", "--timeout", "3")
+    assert doctor.returncode == 0, doctor.stdout[-3000:] + doctor.stderr[-2000:]
+    command = [f"{VENV}/bin/roomcast", "hash-password"]
+    hashed = subprocess.run(command, input="long enough\n", capture_output=True, text=True, env=clean_env())
+    assert hashed.returncode == 0 and hashed.stdout.startswith("$argon2id$"), hashed.stderr
