@@ -91,35 +91,36 @@ async def test_redis_restart_under_a_live_call(artifacts: Path) -> None:
 
 async def test_a_draining_node_keeps_its_room_and_new_rooms_go_elsewhere(artifacts: Path) -> None:
     cluster = ClusterProcesses(artifacts, args=["--drain-timeout", "30"])
-    one, two = cluster.nodes
+    by_id = dict(zip(("node-1", "node-2"), cluster.nodes, strict=True))
     try:
-        await until(lambda: set(nodes(two)) == {"node-1", "node-2"}, 20, "both nodes registering")
+        await until(lambda: set(nodes(by_id["node-2"])) == set(by_id), 30, "both nodes registering")
         r = "kept-" + uuid.uuid4().hex[:8]
-        alice, joined = await Client.joined(one.ws_base, r, "alice")  # placed on node-1 (the empty, local one)
-        crowd = "busy-" + uuid.uuid4().hex[:8]  # placed on node-2 (local to the join, and the emptier one)
-        busy = [await Client.joined(two.ws_base, crowd, f"b{i}") for i in range(3)]
-        await until(lambda: nodes(two)["node-2"]["load"]["participants"] == 3, 10, "node-2 reporting 3")  # type: ignore[index]
-        one.proc.send_signal(signal.SIGTERM)
-        await until(lambda: bool(nodes(two).get("node-1", {}).get("draining")), 10, "node-1 draining in the registry")
-        listed = nodes(two)
-        assert listed["node-1"]["score"] < listed["node-2"]["score"]  # type: ignore[operator]  # else node-1 would win
+        alice, joined = await Client.joined(by_id["node-1"].ws_base, r, "alice")
+        host = rooms(by_id["node-1"])[r]
+        other = next(n for n in by_id if n != host)
+        by_id[host].proc.send_signal(signal.SIGTERM)
+        await until(lambda: bool(nodes(by_id[other]).get(host, {}).get("draining")), 10, "the host draining")
         assert (await alice.recv_type("server_shutdown"))["grace"] == 30
-        fresh = "new-" + uuid.uuid4().hex[:8]
-        made = httpx.post(f"{two.base}/api/rooms", json={"name": fresh}, auth=(DEV_KEY, DEV_SECRET), timeout=10)
-        assert made.status_code == 201
-        rooms = {
-            x["name"]: x["node"] for x in httpx.get(f"{two.base}/api/rooms", auth=(DEV_KEY, DEV_SECRET)).json()["rooms"]
-        }
-        assert rooms[fresh] == "node-2"  # node-2 is busier, but node-1 drains
-        assert rooms[r] == "node-1"  # the draining node's room keeps running there
-        bob, bob_joined = await Client.joined(two.ws_base, r, "bob")  # and still takes its participants
+        fresh = ["new-" + uuid.uuid4().hex[:8] for _ in range(6)]
+        for name in fresh:
+            made = httpx.post(f"{by_id[other].base}/api/rooms", json={"name": name}, auth=(DEV_KEY, DEV_SECRET))
+            assert made.status_code == 201, made.text
+        placed = rooms(by_id[other])
+        # without the drain, the host (1 participant + 1 room: score 1.5) would have had some of the six (0.5
+        # per room on the other node)
+        assert [placed[name] for name in fresh] == [other] * 6
+        assert placed[r] == host  # the draining node's room keeps running there
+        bob, bob_joined = await Client.joined(by_id[other].ws_base, r, "bob")  # and still takes participants
         assert bob_joined["sid"] == joined["sid"]
         for client in (alice, bob):
             await client.send({"type": "leave"})
             await client.close()
-        await until(lambda: one.proc.poll() is not None, 20, "node-1 exiting once its sockets are gone")
-        assert one.proc.returncode == 0
-        for client, _ in busy:
-            await client.close()
+        await until(lambda: by_id[host].proc.poll() is not None, 30, "the host exiting once its sockets are gone")
+        assert by_id[host].proc.returncode == 0
     finally:
         assert not cluster.stop()
+
+
+def rooms(node: ServerProcess) -> dict[str, str]:
+    listed = httpx.get(f"{node.base}/api/rooms", auth=(DEV_KEY, DEV_SECRET), timeout=10).json()["rooms"]
+    return {str(x["name"]): str(x["node"]) for x in listed}

@@ -14,7 +14,7 @@ from roomcast.routing.api import Link, LinkClosed, NodeLoad, RoutingError
 from roomcast.routing.redis import RedisRouting
 from tests.support.redis_server import RedisServer
 
-FAST = {"heartbeat": 0.1, "node_ttl": 0.5, "room_ttl": 2.0, "settle": 0.3, "start_timeout": 5.0}
+FAST = {"heartbeat": 0.2, "node_ttl": 1.0, "room_ttl": 3.0, "settle": 0.5, "start_timeout": 10.0}
 
 
 class Node:
@@ -34,12 +34,21 @@ class Node:
         self.links.put_nowait((link, hello))
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
     """Poll an async condition until it holds (bounded)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def settled(node: Node) -> None:
+    """A fresh key space first settles (no placement for ``settle`` seconds): wait until it has."""
+
+    async def done() -> bool:
+        return not await node.routing.redis.exists(node.routing.prefix + "settling")
+
+    await until(done)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +94,7 @@ async def test_registry_lists_live_nodes_with_their_load_and_forgets_a_stopped_o
 async def test_placement_is_atomic_and_goes_to_the_least_loaded_node(cluster) -> None:  # type: ignore[no-untyped-def]
     a, b = await cluster("a"), await cluster("b")
     a.load = NodeLoad(participants=40)
-    await asyncio.sleep(0.35)  # past the settling time of this fresh key space (FAST["settle"])
+    await settled(a)
 
     async def b_sees_load() -> bool:
         return any(n.node_id == "a" and n.load.participants == 40 for n in await b.routing.nodes())
@@ -100,7 +109,7 @@ async def test_placement_is_atomic_and_goes_to_the_least_loaded_node(cluster) ->
 async def test_a_draining_node_gets_no_new_rooms_but_keeps_its_own(cluster) -> None:  # type: ignore[no-untyped-def]
     a, b = await cluster("a"), await cluster("b")
     b.load = NodeLoad(participants=100)
-    await asyncio.sleep(0.35)
+    await settled(a)
     assert await b.routing.place("kept") == "a"
     a.rooms = ["kept"]
     a.routing.set_draining()
@@ -116,10 +125,9 @@ async def test_a_draining_node_gets_no_new_rooms_but_keeps_its_own(cluster) -> N
 async def test_a_room_released_by_its_node_and_a_dead_nodes_room_are_placed_again(cluster) -> None:  # type: ignore[no-untyped-def]
     a, b = await cluster("a"), await cluster("b")
     b.load = NodeLoad(participants=5)
-    await asyncio.sleep(0.35)
+    await settled(a)
     assert await b.routing.place("r") == "a"
     a.rooms = ["r"]
-    await asyncio.sleep(0.3)  # heartbeats renew it (room_ttl is 2 s)
     a.rooms = []
 
     async def released() -> bool:
@@ -128,6 +136,8 @@ async def test_a_room_released_by_its_node_and_a_dead_nodes_room_are_placed_agai
     await until(released)  # the next heartbeat after the room is gone deletes the claim
     assert await b.routing.place("r2") == "a"
     a.rooms = ["r2"]
+    link = await b.routing.connect("a", b"")  # a socket relayed from b to a
+    await asyncio.wait_for(a.links.get(), 5)
     for task in a.routing._tasks:  # a dies: no clean stop, its registry entry just expires
         task.cancel()
 
@@ -135,7 +145,9 @@ async def test_a_room_released_by_its_node_and_a_dead_nodes_room_are_placed_agai
         return [n.node_id for n in await b.routing.nodes()] == ["b"]
 
     await until(a_gone)
-    assert await b.routing.place("r2") == "b"  # long before r2's own claim (2 s) would have expired
+    assert await b.routing.redis.get(b.routing.prefix + "room:r2") == b"a"  # a's claim is still there
+    assert await b.routing.place("r2") == "b"  # a's claim on r2 had not expired (room_ttl 3 s, node_ttl 1 s)
+    assert await asyncio.wait_for(link.receive(), 5) == LinkClosed(1012, "relay_lost")  # its client resumes
 
 
 async def test_links_carry_frames_in_order_both_ways_and_close_with_the_code(cluster) -> None:  # type: ignore[no-untyped-def]
@@ -179,7 +191,7 @@ async def test_redis_restart_rooms_are_reclaimed_and_a_link_that_lost_a_frame_cl
 ) -> None:
     a, b = await cluster("a"), await cluster("b")
     a.rooms = ["live-room"]
-    await asyncio.sleep(0.35)
+    await settled(a)
     link = await a.routing.connect("b", b"")
     far, _ = await asyncio.wait_for(b.links.get(), 5)
     link.send("before")

@@ -4,6 +4,9 @@ on the other is relayed there; the admin API of either node sees the whole clust
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -11,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.faults.bots import metric
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET, Client
 from tests.support.cluster import ClusterProcesses
 from tests.support.redis_server import RedisServer
@@ -116,3 +120,26 @@ def test_metrics_of_any_node_through_any_node(two_nodes) -> None:  # type: ignor
     other = httpx.get(f"{one.base}/metrics", params={"node": "node-2"}, timeout=10).text
     assert 'roomcast_node_info{node="node-1"} 1.0' in own
     assert 'roomcast_node_info{node="node-2"} 1.0' in other
+
+
+def test_load_tool_drives_every_node_of_a_cluster(two_nodes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, one, two = two_nodes
+
+    def relayed() -> float:
+        return sum(
+            metric(node, r'^roomcast_signaling_events_total\{event="relayed_out"\} ([0-9.e+]+)') for node in (one, two)
+        )
+
+    before = relayed()
+    args = ["--url", one.base, "--url", two.base, "--rooms", "2", "--subscribers", "3", "--duration", "3"]
+    done = subprocess.run(
+        [sys.executable, "-m", "roomcast", "load", *args, "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "report.json").read_text())["summary"]
+    assert summary["join_success_rate"] == 1.0
+    assert summary["forwarded_pps_mean"] > 0  # the cluster's sum (each node's /metrics?node=)
+    assert relayed() - before >= 2  # bots joined through both nodes: those reaching the other node were relayed

@@ -15,7 +15,7 @@ class ClusterProcesses:
         try:
             for name in names:
                 node_args = ["--redis-url", self.redis.url, "--node-id", name, *(args or [])]
-                self.nodes.append(ServerProcess(log_dir, args=node_args))
+                self.nodes.append(ServerProcess(log_dir, args=node_args, ready_timeout=60))
         except BaseException:
             self.stop()
             raise

@@ -136,7 +136,6 @@ class RedisRouting:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_beat = asyncio.Event()
         self._stopping = False
-        self._missing: dict[str, float] = {}  # peer node -> when it was first seen missing from the registry
 
     @property
     def node_id(self) -> str:
@@ -318,20 +317,14 @@ class RedisRouting:
         self._held = held
 
     async def _drop_dead_peers(self) -> None:
-        """Close the links to a node missing from the registry for ``node_ttl`` (not at once: after a Redis
-        restart the registry is empty until every node's next heartbeat)."""
-        now = time.monotonic()
+        """Close the links to a node missing from the registry (its heartbeat expired), except while the
+        cluster settles after a Redis restart: then the registry is empty until every node's next beat."""
         peers = {link.peer for link in self.bus.links.values()}
+        if not peers or await self.redis.exists(self.prefix + "settling"):
+            return
         for peer in peers:
-            if await self._alive(peer):
-                self._missing.pop(peer, None)
-                continue
-            since = self._missing.setdefault(peer, now)
-            if now - since >= self.node_ttl:
+            if not await self._alive(peer):
                 log.info("node %s is gone: closing %d relayed sockets", peer, self.bus.drop_peer(peer))
-        for peer in list(self._missing):
-            if peer not in peers:
-                del self._missing[peer]
 
     async def _alive(self, node: str) -> bool:
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import itertools
 import os
 import re
 import time
@@ -125,26 +126,43 @@ async def mint(client: httpx.AsyncClient, room: str, identity: str, publish: boo
 
 
 async def scrape(client: httpx.AsyncClient) -> dict[str, float]:
-    text = (await client.get("/metrics")).text
+    """The server's counters, summed over every node of its cluster (``/api/nodes``, then each node's
+    ``/metrics?node=``: workers share a port), or its one ``/metrics``."""
+    try:
+        nodes = [str(n["id"]) for n in (await client.get("/api/nodes")).json()["nodes"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        nodes = []
+    texts = [(await client.get("/metrics", params={"node": n})).text for n in nodes] or [
+        (await client.get("/metrics")).text
+    ]
     out: dict[str, float] = {}
-    for name in (
-        "roomcast_media_forwarded_packets_total",
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-    ):
-        match = re.search(rf"^{name} ([0-9.e+]+)", text, re.M)
-        if match:
-            out[name] = float(match.group(1))
+    for text in texts:
+        for name in (
+            "roomcast_media_forwarded_packets_total",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+        ):
+            match = re.search(rf"^{name} ([0-9.e+]+)", text, re.M)
+            if match:
+                out[name] = out.get(name, 0.0) + float(match.group(1))
     return out
 
 
 async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
-    check_local(args.url)
-    ws_url = args.url.replace("http", "ws", 1)
+    urls: list[str] = args.url if isinstance(args.url, list) else [args.url]
+    for url in urls:
+        check_local(url)
+    ws_urls = [url.replace("http", "ws", 1) for url in urls]
+    joins = itertools.count()
+
+    def ws_url() -> str:
+        """Bots join through each URL in turn (the nodes of a cluster: rooms are relayed to their node)."""
+        return ws_urls[next(joins) % len(ws_urls)]
+
     bitrate = BITRATES[args.video_resolution]
     video_pps = max(1, bitrate // (8 * 1200))
     auth = (args.api_key, args.api_secret)
-    client = httpx.AsyncClient(base_url=args.url, auth=auth, timeout=10)
+    client = httpx.AsyncClient(base_url=urls[0], auth=auth, timeout=10)
     rooms = [f"load-{os.getpid()}-{i}" for i in range(args.rooms)]
     publishers: list[tuple[str, Any, Any, str]] = []
     sent_at: dict[tuple[str, str, int], float] = {}  # (room, publisher, RTP sequence number) -> send time
@@ -166,7 +184,7 @@ async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
             for kind, count in (("video", args.video_publishers), ("audio", args.audio_publishers)):
                 for i in range(count):
                     identity = f"{kind}-pub-{i}"
-                    bot = await connect(ws_url, await mint(client, room, identity, True))
+                    bot = await connect(ws_url(), await mint(client, room, identity, True))
                     publication = await bot.publish([kind])
                     publishers.append((room, publication, kind, identity))
                     bots.append(bot)
@@ -196,7 +214,7 @@ async def run_load(args: argparse.Namespace, console: Console) -> LoadResult:
             stats.append(s)
             start = time.monotonic()
             try:
-                bot = await connect(ws_url, await mint(client, room, s.identity, False))
+                bot = await connect(ws_url(), await mint(client, room, s.identity, False))
                 bots.append(bot)
                 while len(bot.tracks) < args.video_publishers + args.audio_publishers:
                     bot.tracks_changed.clear()
@@ -299,7 +317,12 @@ def print_summary(result: LoadResult, console: Console) -> None:
 
 def load_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="roomcast load", description="load-test a Roomcast server with real bots")
-    p.add_argument("--url", default="http://127.0.0.1:7880")
+    p.add_argument(
+        "--url",
+        action="append",
+        help="server URL (default http://127.0.0.1:7880); repeat it for the nodes of a cluster: bots join "
+        "through each in turn, the figures are the whole cluster's",
+    )
     p.add_argument("--api-key", default=os.environ.get("ROOMCAST_API_KEY", "devkey"))
     p.add_argument("--api-secret", default=os.environ.get("ROOMCAST_API_SECRET", "devsecret"))
     p.add_argument("--preset", choices=sorted(PRESETS), help="; ".join(f"{k}: {v['help']}" for k, v in PRESETS.items()))
@@ -311,6 +334,7 @@ def load_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--video-resolution", choices=sorted(BITRATES), default="720p")
     p.add_argument("--output", default="report", help="directory for report.json and report.html")
     args = p.parse_args(argv)
+    args.url = args.url or ["http://127.0.0.1:7880"]
     preset = PRESETS.get(
         args.preset or "", {"rooms": 1, "video_publishers": 1, "audio_publishers": 0, "subscribers": 5}
     )
