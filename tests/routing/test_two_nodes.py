@@ -16,7 +16,7 @@ import pytest
 
 from tests.faults.bots import metric
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET, Client
-from tests.support.cluster import ClusterProcesses
+from tests.support.cluster import ClusterProcesses, calm_and_idle
 from tests.support.redis_server import RedisServer
 from tests.support.server import ServerProcess
 
@@ -94,10 +94,10 @@ async def test_participants_on_different_nodes_share_one_room(two_nodes) -> None
 async def test_rooms_created_through_the_api_are_placed_by_load_and_answer_from_any_node(two_nodes) -> None:  # type: ignore[no-untyped-def]
     _, one, two = two_nodes
 
-    async def idle() -> bool:  # the previous test's participants are gone from both nodes' reported load
-        return all(n["load"]["participants"] == 0 for n in api(one, "/api/nodes").json()["nodes"])
+    async def idle() -> bool:  # the previous test's participants gone, no loop stalled right now
+        return calm_and_idle(one.base, (DEV_KEY, DEV_SECRET))
 
-    await until(idle)
+    await until(idle, 60)
     names = [room() for _ in range(6)]
     for name in names:
         made = httpx.post(f"{one.base}/api/rooms", json={"name": name}, auth=(DEV_KEY, DEV_SECRET), timeout=10)

@@ -18,6 +18,7 @@ import pytest
 
 from tests.faults.bots import counting_subscriber, publisher, send_video, until
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET
+from tests.support.cluster import calm_and_idle
 from tests.support.redis_server import RedisServer
 from tests.support.server import ServerProcess
 
@@ -51,7 +52,7 @@ def forwarded(server: ServerProcess, node: str) -> float:
 
 async def test_rooms_land_on_both_workers_and_each_forwards(workers: ServerProcess) -> None:
     await until(lambda: set(nodes(workers)) == set(WORKERS), 60, "both workers registering")
-    await until(lambda: all(n["load"]["participants"] == 0 for n in nodes(workers).values()), 10, "idle workers")  # type: ignore[index]
+    await until(lambda: calm_and_idle(workers.base, (DEV_KEY, DEV_SECRET)), 60, "idle, calm workers")
     before = {node: forwarded(workers, node) for node in WORKERS}
     rooms = ["wk-" + uuid.uuid4().hex[:8] for _ in range(4)]
     calls = []

@@ -31,3 +31,16 @@ class ClusterProcesses:
                 problems.append(f"traceback on :{node.port}:\n{node.log()[-5000:]}")
         self.redis.stop()
         return problems
+
+
+def calm_and_idle(base: str, auth: tuple[str, str]) -> bool:
+    """Every node reports no participants and a loop lag under placement's 100 ms threshold (a loaded test
+    machine stalls loops now and then: placement then rightly avoids that node, so a test of the spread
+    waits for a calm moment)."""
+    import httpx
+
+    try:
+        listed = httpx.get(base + "/api/nodes", auth=auth, timeout=5).json()["nodes"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+    return bool(listed) and all(n["load"]["participants"] == 0 and n["load"]["loop_lag"] < 0.1 for n in listed)
