@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roomcast.sdk import Publication, Room, connect
+from roomcast.sdk import Publication, Room, RoomcastError, connect
 from roomcast.sdk.offer import OfferedTrack, client_offer
 from roomcast.wire.sdp import SessionDescription
 from tests.signaling.wsclient import Client, dev_token
@@ -26,7 +26,11 @@ from tests.support.server import ServerProcess
 @pytest.fixture(scope="module")
 def tight(artifacts: Path) -> Iterator[ServerProcess]:
     """A server with small ICE-TCP limits, so each one can be reached in a test."""
-    env = {"ROOMCAST_MEDIA_TCP_MAX_PER_IP": "6", "ROOMCAST_MEDIA_TCP_HANDSHAKE_TIMEOUT": "1.5"}
+    env = {
+        "ROOMCAST_MEDIA_TCP_MAX_PER_IP": "6",
+        "ROOMCAST_MEDIA_TCP_MAX_HANDSHAKING_PER_IP": "3",
+        "ROOMCAST_MEDIA_TCP_HANDSHAKE_TIMEOUT": "1.5",
+    }
     proc = ServerProcess(artifacts, env=env)
     yield proc
     assert proc.stop() == 0
@@ -189,15 +193,20 @@ async def test_garbage_and_oversized_frames_close_only_that_connection(tight: Se
     await canary.room.close()
 
 
-async def test_silent_connections_time_out_and_per_ip_limit_holds(tight: ServerProcess) -> None:
+async def test_silent_connections_time_out_and_per_ip_limits_hold(tight: ServerProcess) -> None:
+    calls = [await Echo.open(tight) for _ in range(2)]  # two bound streams: they count per IP, not as handshaking
     async with contextlib.AsyncExitStack() as stack:
-        streams = [await stack.enter_async_context(raw(tight.media_tcp_port)) for _ in range(6)]
+        silent = [await stack.enter_async_context(raw(tight.media_tcp_port)) for _ in range(3)]
         async with raw(tight.media_tcp_port) as (reader, _):
-            assert await closed_by_server(reader, 2.0)  # the seventh from this IP is refused at once
-        for reader, _ in streams:  # the six say nothing: closed after the 1.5 s handshake timeout
+            assert await closed_by_server(reader, 2.0)  # a fourth stream still handshaking: refused at once
+        for reader, _ in silent:  # the three say nothing: closed after the 1.5 s handshake timeout
             assert await closed_by_server(reader, 5.0)
+    assert dropped(tight, "tcp_refused_handshaking") >= 1
+    assert dropped(tight, "tcp_handshake_timeout") >= 3
+    calls += [await Echo.open(tight) for _ in range(4)]  # bound streams up to the per-IP limit of 6
+    with pytest.raises(RoomcastError, match="connection_failed"):
+        await Echo.open(tight)  # the seventh from this IP is refused
     assert dropped(tight, "tcp_refused_per_ip") >= 1
-    assert dropped(tight, "tcp_handshake_timeout") >= 6
-    canary = await Echo.open(tight)  # the limits freed their slots: a new call connects
-    await canary.round(20)
-    await canary.room.close()
+    for call in calls:
+        await call.round(10)  # every admitted call keeps flowing
+        await call.room.close()

@@ -278,6 +278,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         media_host = config.media_host or ("0.0.0.0" if config.host in ("127.0.0.1", "localhost") else config.host)
         tcp_limits = TcpLimits(
             max_per_ip=config.media_tcp_max_per_ip,
+            max_handshaking_per_ip=config.media_tcp_max_handshaking_per_ip,
             max_connections=config.media_tcp_max_connections,
             handshake_timeout=config.media_tcp_handshake_timeout,
         )

@@ -25,7 +25,8 @@ class Config:
     media_port: int = 7882
     # ICE over TCP (RFC 6544 passive candidates, runtime/tcp.py) for clients whose UDP is blocked; 0 = off
     media_tcp_port: int = 7881
-    media_tcp_max_per_ip: int = 16  # open ICE-TCP connections per source IP
+    media_tcp_max_per_ip: int = 256  # open ICE-TCP connections per source IP (many users share an office NAT)
+    media_tcp_max_handshaking_per_ip: int = 16  # of those, still without a validated STUN check
     media_tcp_max_connections: int = 1024  # open ICE-TCP connections in all
     media_tcp_handshake_timeout: float = 10.0  # a connection without a validated STUN check by then is closed
     media_host: str = ""
@@ -153,12 +154,11 @@ def load(
             raise ConfigError(f"{name} {getattr(config, name)} out of range")
     if (
         config.media_tcp_max_per_ip < 1
+        or config.media_tcp_max_handshaking_per_ip < 1
         or config.media_tcp_max_connections < 1
         or config.media_tcp_handshake_timeout <= 0
     ):
-        raise ConfigError(
-            "media_tcp_max_per_ip, media_tcp_max_connections and media_tcp_handshake_timeout must be positive"
-        )
+        raise ConfigError("the media_tcp_max_* limits and media_tcp_handshake_timeout must be positive")
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("give both --tls-cert and --tls-key, or neither")
     for path in (config.tls_cert, config.tls_key):

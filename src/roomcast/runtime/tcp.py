@@ -10,8 +10,8 @@ connection's ``direct_send``, the two places where a connection's datagrams leav
 
 Limits, each counted when it bites (O5, docs/security.md B13): frame size; a handshake timeout (no
 validated check within ``handshake_timeout`` seconds: closed); an idle timeout; failing checks per unbound
-stream; connections per source IP and in all; a per-stream write buffer (a frame that does not fit is
-dropped, as a congested UDP path would). Any of these closes only that stream.
+stream; unbound streams per source IP, streams per source IP and in all; a per-stream write buffer (a
+frame that does not fit is dropped, as a congested UDP path would). Any of these closes only that stream.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ class TcpLimits:
     idle_timeout: float = 30.0  # nothing received for this long (RFC 7675 consent is every ~5 s): closed
     max_unvalidated_checks: int = 8  # STUN checks an unbound stream may fail (each costs an HMAC)
     max_connections: int = 1024
-    max_per_ip: int = 16
+    # Per source IP: streams still without a validated check (all an attacker can open without an ICE
+    # password), and streams in all (offices whose UDP is blocked put many users behind one NAT address).
+    max_handshaking_per_ip: int = 16
+    max_per_ip: int = 256
     max_write_buffer: int = 1024 * 1024  # bytes queued per stream before frames are dropped
 
 
@@ -153,6 +156,7 @@ class TcpEndpoint:
         self.frames_out = 0
         self.streams: set[IceTcpStream] = set()
         self._per_ip: Counter[str] = Counter()
+        self._handshaking: Counter[str] = Counter()  # per IP: streams not bound to a connection yet
         self._listeners: dict[Connection, Callable[[], None]] = {}
         self._bound: dict[Connection, dict[Addr, IceTcpStream]] = {}
         self._udp_send: dict[Connection, Send | None] = {}  # direct_send as it was before a stream was bound
@@ -193,9 +197,18 @@ class TcpEndpoint:
         if self._per_ip[ip] >= self.limits.max_per_ip:
             self.drops["tcp_refused_per_ip"] += 1
             return False
+        if self._handshaking[ip] >= self.limits.max_handshaking_per_ip:
+            self.drops["tcp_refused_handshaking"] += 1
+            return False
         self.streams.add(stream)
         self._per_ip[ip] += 1
+        self._handshaking[ip] += 1
         return True
+
+    def _handshake_done(self, ip: str) -> None:
+        self._handshaking[ip] -= 1
+        if self._handshaking[ip] <= 0:
+            del self._handshaking[ip]
 
     def forget(self, stream: IceTcpStream) -> None:
         if stream not in self.streams:
@@ -205,6 +218,8 @@ class TcpEndpoint:
         self._per_ip[ip] -= 1
         if self._per_ip[ip] <= 0:
             del self._per_ip[ip]
+        if stream.conn is None:
+            self._handshake_done(ip)
         conn = stream.conn
         stream.conn = None
         if conn is not None:
@@ -230,6 +245,7 @@ class TcpEndpoint:
         if stream.conn is None:
             if conn.is_validated(stream.remote):
                 stream.conn = conn
+                self._handshake_done(stream.remote[0])
             else:
                 self.udp.flush(conn)  # the answer (an error) leaves through the stream, then the route goes
                 self._unroute(conn, stream)
