@@ -30,7 +30,7 @@ class ServerProcess:
         args: list[str] | None = None,
         tls: bool = False,
         nofile: tuple[int, int] | None = None,
-        ready_timeout: float = 20.0,
+        ready_timeout: float = 60.0,  # a loaded shared machine took over 20 s
     ) -> None:
         """``nofile``: (soft, hard) ``RLIMIT_NOFILE`` for the server process, to make exhaustion tests cheap."""
         self.port = free_port()
@@ -62,9 +62,13 @@ class ServerProcess:
             env=full_env,
             preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None,
         )
-        self._wait_ready(ready_timeout)
+        try:
+            self._wait_ready(ready_timeout)
+        except RuntimeError:
+            self.stop()  # a server that never got ready must not outlive the test (such orphans kept running)
+            raise
 
-    def _wait_ready(self, timeout: float = 60.0) -> None:  # a loaded shared machine took over 20 s
+    def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -71,6 +71,13 @@ class ObjectCollector(Collector):
             yield GaugeMetricFamily(
                 "roomcast_asyncio_tasks", "Tasks alive on the server's event loop", value=len(asyncio.all_tasks(loop))
             )
+        transport = getattr(self.media.endpoint, "transport", None) if self.media is not None else None
+        if transport is not None and hasattr(transport, "get_write_buffer_size"):
+            yield GaugeMetricFamily(
+                "roomcast_media_send_buffered_bytes",
+                "Datagrams the media socket could not take at once, waiting in user space (RELIABILITY F7)",
+                value=transport.get_write_buffer_size(),
+            )
         objects = GaugeMetricFamily("roomcast_objects", "Long-lived objects the server holds, by kind", labels=["kind"])
         for kind, value in self.counts().items():
             objects.add_metric([kind], value)
