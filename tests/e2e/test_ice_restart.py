@@ -126,9 +126,11 @@ async def test_a_blackhole_long_enough_to_disconnect_ice_restarts_by_itself(
         f"{restarts_completed(server) - completed:.0f}"
     )
     assert blackhole > 50  # the loss was real
-    if host_restarts:
-        assert any(r.endswith((":disconnected", ":failed")) for r in host_restarts), host_restarts
-        await until_async(_async(lambda: restarts_completed(server) > completed), 10, "a restart completing")
+    # at least one restart the SDK started by itself completed, on both ends: media coming back over the
+    # old pair while every restart failed would be no ICE restart at all (issue 16)
+    assert host_restarts, f"every restart failed: {await host.evaluate('window.errors')}"
+    assert any(r.endswith((":disconnected", ":failed")) for r in host_restarts), host_restarts
+    await until_async(_async(lambda: restarts_completed(server) > completed), 10, "a restart completing")
     for page in (host, viewer):
         assert await page.evaluate("window.left") == [] and await page.evaluate("window.joinedAgain") == []
     assert joined_count(server) == joins

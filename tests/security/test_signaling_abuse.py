@@ -17,6 +17,7 @@ import httpx
 import jwt
 
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET, Client, dev_token
+from tests.support.canary import Canaries
 from tests.support.server import ServerProcess
 
 OFFER = json.loads((Path(__file__).parent.parent / "wire" / "fixtures" / "chromium.json").read_text())["offer"]
@@ -55,13 +56,17 @@ async def reply_to(client: Client, timeout: float = 10.0) -> dict[str, Any]:
             return msg
 
 
-async def test_reoffer_flood_is_paced_by_an_mline_budget_and_others_keep_their_answers(server: ServerProcess) -> None:
+async def test_reoffer_flood_is_paced_by_an_mline_budget_and_others_keep_their_answers(
+    server: ServerProcess, canaries: Canaries
+) -> None:
     """H1: 64-m-line ``$subscribe`` re-offers at 49/s (under the socket's 50 msg/s) each cost ~26 ms of CPU and
     were all negotiated: one participant took the whole core. Now the budget (m-lines per second) paces them:
     most are refused with ``rate_limited``, while another room's participant keeps getting pongs."""
+    media = await canaries.sdk(server)  # O3 for media: a call in another room
     attacker, _ = await Client.joined(server.ws_base, room(), "mallory")
     canary, _ = await Client.joined(server.ws_base, room(), "canary")
     sdp = subscribe_offer(64)
+    flood_from = media.mark()
     replies: list[dict[str, Any]] = []
     all_replied = asyncio.Event()
 
@@ -98,6 +103,8 @@ async def test_reoffer_flood_is_paced_by_an_mline_budget_and_others_keep_their_a
     # budget: 400 m-lines of burst + 100/s over ~3 s of sending and up to 3 s of waiting, at 68 per offer
     assert 1 <= len(answered) <= 18, len(answered)
     assert pongs == 30
+    media.assert_flowed(since=flood_from, max_gap=1.0)
+    await media.assert_alive()
     await attacker.close()
     await canary.close()
 
