@@ -18,10 +18,10 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from roomcast.sfu.datachannels import CHUNK, HISTORY, RECEIVER_BACKLOG
-from tests.e2e.test_call import FRAMES_DECODED, wait_stat
 from tests.security.test_media_garbage import metric
 from tests.signaling.wsclient import Client
 from tests.support.browser_fixtures import NewPage
+from tests.support.canary import Canaries
 from tests.support.datapeer import DataPeer, data_peer, envelope, loopback_candidates, open_envelope
 from tests.support.server import ServerProcess
 
@@ -61,12 +61,10 @@ async def close_all(*peers: DataPeer) -> None:
 
 @pytest.mark.browser
 async def test_history_replay_flood_from_a_stalled_peer_is_refused_and_bounded(
-    server: ServerProcess, new_page: NewPage
+    server: ServerProcess, new_page: NewPage, canaries: Canaries
 ) -> None:
     """C1: fill the history, stop SACKing, open 100 more ``_roomcast``: the server stays responsive."""
-    canary = await new_page(f"{server.base}/echo?room=canary-{uuid.uuid4().hex[:6]}&identity=canary")
-    await canary.wait_for_function("window.echoState && window.echoState.connected")
-    before = await wait_stat(canary, FRAMES_DECODED, 10)
+    canary = await canaries.browser(server, new_page)
     pinger, _ = await Client.joined(server.ws_base, "ping-" + uuid.uuid4().hex[:6], "pinger")
     await pong_within(pinger, 5)
 
@@ -86,6 +84,7 @@ async def test_history_replay_flood_from_a_stalled_peer_is_refused_and_bounded(
         return None
 
     attacker[1].sctp._send_sack = no_sack  # the attacker acknowledges nothing from now on
+    attack_from = canary.mark()
     extra = [attacker[1].createDataChannel("_roomcast", ordered=True) for _ in range(OPENS)]
     for _ in range(200):  # bounded poll: aiortc numbers a channel when it hands its OPEN to SCTP
         if all(c.id is not None for c in extra):
@@ -122,8 +121,8 @@ async def test_history_replay_flood_from_a_stalled_peer_is_refused_and_bounded(
         assert rss_kib(server.proc.pid) - rss_before < 100 * 1024  # sanity bound (before: +287 MB)
 
         await pong_within(pinger, 5)
-        after = await wait_stat(canary, FRAMES_DECODED, before + 60)  # about 2 s more of echoed video
-        assert after >= before + 60
+        canary.assert_flowed(since=attack_from, max_gap=1.0)  # O3 during the replay flood
+        await canary.assert_alive(60)  # about 2 s more of echoed video
         assert server.alive()
     finally:
         await close_all(attacker, feeder)

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_call import FRAMES_DECODED, wait_stat
 from tests.security.test_media_garbage import metric
 from tests.signaling.wsclient import Client
 from tests.support.browser_fixtures import NewPage
+from tests.support.canary import Canaries
 from tests.support.server import ServerProcess
 
 HEADER_TIMEOUT = 3.0
@@ -137,12 +137,11 @@ async def test_oversized_upgrades_and_heads_are_answered_and_closed(tight_server
 
 @pytest.mark.browser
 async def test_many_ips_cannot_exhaust_descriptors_and_the_canary_call_keeps_flowing(
-    tight_server: ServerProcess, new_page: NewPage
+    tight_server: ServerProcess, new_page: NewPage, canaries: Canaries
 ) -> None:
     server = tight_server
-    page = await new_page(f"{server.base}/echo?room=canary-{uuid.uuid4().hex[:6]}&identity=canary")
-    await page.wait_for_function("window.echoState && window.echoState.connected", timeout=20_000)
-    before = await wait_stat(page, FRAMES_DECODED, 10)
+    canary = await canaries.browser(server, new_page)
+    attack_from = canary.mark()
     # 8 addresses x 40 sockets = 320: more than the process has descriptors (256); each within its per-IP cap
     attack: list[Conn] = []
     for i in range(8):
@@ -153,8 +152,8 @@ async def test_many_ips_cannot_exhaust_descriptors_and_the_canary_call_keeps_flo
         limit = metric(server, "roomcast_http_sockets_limit")
         assert 0 < limit < FD_LIMIT  # derived from the descriptor limit, with room for everything else
         assert metric(server, "roomcast_http_sockets") <= limit
-        after = await wait_stat(page, FRAMES_DECODED, before + 60)  # about 2 s more of echoed video
-        assert after >= before + 60
+        canary.assert_flowed(since=attack_from, max_gap=1.0)  # O3 while the sockets are held
+        await canary.assert_alive(60)  # about 2 s more of echoed video
         results = await asyncio.gather(*(closed_by_server(c, within=HEADER_TIMEOUT + 5) for c in attack))
         assert all(r is not None for r in results), f"{results.count(None)} sockets still open"
     finally:

@@ -42,6 +42,10 @@ class ObjectCollector(Collector):
             "participants": sum(len(r.participants) for r in rooms),
             "signaling_sessions": self.sessions(),
             "resume_parked": len(self.resume.parked),
+            "resume_deadlines": _size(self.resume, "_deadlines"),
+            "revoked_tokens": _size(self.manager, "_revoked"),
+            "kicked": _size(self.manager, "_kicked"),
+            "auto_room_clients": _size(self.manager, "_auto_rooms"),
         }
         media = self.media
         if media is not None:
@@ -57,6 +61,7 @@ class ObjectCollector(Collector):
                     "data_routers": len(media.data_routers),
                     "tracks_pending": len(media._tracks_pending),
                     "capture_heights": len(media.capture_heights),
+                    "dynacast_rooms": _size(media.dynacast, "announced") + _size(media.dynacast, "_next"),
                     "endpoint_ufrags": _size(media.endpoint, "by_ufrag"),
                     "endpoint_addresses": _size(media.endpoint, "by_addr"),
                     "endpoint_timers": _size(media.endpoint, "_timers"),
