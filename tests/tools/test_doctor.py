@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.security.test_limits_tls import self_signed
 from tests.support.coturn import Coturn
 from tests.support.server import ServerProcess, free_port
 from tests.support.udp_blackhole import UdpBlackhole
@@ -141,3 +142,32 @@ def test_turn_allocations_with_minted_credentials(artifacts: Path, coturn: Cotur
     else:
         assert code == 1, data  # UDP and TCP still connect: the call works, TURN users' would not
         assert all(c["status"] == "fail" and "static-auth-secret" in c["detail"] for c in turn), turn
+
+
+@pytest.fixture(scope="module")
+def https_server(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+    cert, key = self_signed(tmp_path_factory.mktemp("doctor-tls"))
+    proc = ServerProcess(artifacts, args=["--tls-cert", str(cert), "--tls-key", str(key)], tls=True)
+    yield proc, cert
+    assert proc.stop() == 0
+
+
+def test_https_with_its_ca_passes_and_warns_of_a_short_lived_certificate(
+    https_server: tuple[ServerProcess, Path],
+) -> None:
+    server, cert = https_server
+    code, data, checks = report("--url", server.base, "--ca-file", str(cert))
+    assert code == 0, data  # a warning is not a failure
+    assert checks["tls"]["status"] == "warn" and "renew it soon" in checks["tls"]["detail"]  # valid for a day
+    assert checks["tls"]["data"]["version"].startswith("TLSv1.")
+    for name in ("http", "signaling", "ice_udp", "ice_tcp", "media"):
+        assert checks[name]["status"] == "pass", checks[name]  # wss:// verified with the same CA
+
+
+def test_https_with_an_unknown_ca_fails_clearly(https_server: tuple[ServerProcess, Path]) -> None:
+    server, _ = https_server
+    code, out = doctor("--url", server.base, "--timeout", "3")
+    assert code == 2, out
+    flat = " ".join(out.split())
+    assert "the certificate is not trusted (self-signed certificate)" in flat and "--ca-file" in flat
+    assert "Traceback" not in out

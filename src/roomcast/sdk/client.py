@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -514,13 +515,23 @@ def _ssrc() -> int:
     return int.from_bytes(os.urandom(4), "big") or 1
 
 
-async def connect(url: str, token: str, *, host: str = "127.0.0.1", ice_transport: str = "udp") -> Room:
+async def connect(
+    url: str,
+    token: str,
+    *,
+    host: str = "127.0.0.1",
+    ice_transport: str = "udp",
+    ssl_context: ssl.SSLContext | None = None,
+) -> Room:
     """Join with ``token``; media connections use ICE over ``ice_transport`` ("udp", or "tcp" where UDP
-    is blocked: RFC 6544, the server's passive candidate)."""
+    is blocked: RFC 6544, the server's passive candidate); ``ssl_context`` verifies a ``wss://`` server."""
     if ice_transport not in ("udp", "tcp"):
         raise ValueError("ice_transport must be 'udp' or 'tcp'")
     base = url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
-    ws = await websockets.connect(f"{base}/rtc?access_token={token}", max_size=2**20)
+    if ssl_context is not None and base.startswith("wss://"):
+        ws = await websockets.connect(f"{base}/rtc?access_token={token}", max_size=2**20, ssl=ssl_context)
+    else:
+        ws = await websockets.connect(f"{base}/rtc?access_token={token}", max_size=2**20)
     await ws.send(schema.encode_text(schema.Join()))
     joined = json.loads(await ws.recv())
     if joined["type"] == "error":

@@ -92,8 +92,19 @@ def parse_url(url: str) -> urllib.parse.SplitResult:
 
 
 class Doctor:
-    def __init__(self, url: str, token: str | None, timeout: float, media_seconds: float = ROUND_TRIP) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout: float,
+        media_seconds: float = ROUND_TRIP,
+        ca_file: str | None = None,
+    ) -> None:
         self.parts = parse_url(url)
+        try:  # --ca-file: a private CA (or a self-signed certificate) for HTTPS, WSS and TURN/TLS
+            self.ssl = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot use --ca-file {ca_file}: {exc}") from None
         self.base = f"{self.parts.scheme}://{self.parts.netloc}"
         self.host = self.parts.hostname or ""
         self.port = self.parts.port or (443 if self.parts.scheme == "https" else 80)
@@ -197,9 +208,8 @@ class Doctor:
         check.detail = f"{self.host} → {', '.join(addresses)}"
 
     async def _tls(self, check: Check) -> None:
-        context = ssl.create_default_context()
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, ssl=context, server_hostname=self.host), self.timeout
+            asyncio.open_connection(self.host, self.port, ssl=self.ssl, server_hostname=self.host), self.timeout
         )
         try:
             sslobj = writer.get_extra_info("ssl_object")
@@ -215,7 +225,7 @@ class Doctor:
             writer.close()
 
     async def _http(self, check: Check) -> None:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with httpx.AsyncClient(timeout=self.timeout, verify=self.ssl) as client:
             sent = time.time()
             response = await client.get(self.base + "/healthz")
             received = time.time()
@@ -242,7 +252,7 @@ class Doctor:
             check.detail = "given with --token"
             return
         identity = "doctor-" + secrets.token_hex(3)
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with httpx.AsyncClient(timeout=self.timeout, verify=self.ssl) as client:
             params = {"room": "doctor-" + secrets.token_hex(4), "identity": identity}
             response = await client.get(self.base + "/api/dev-token", params=params)
         if response.status_code != 200:
@@ -256,7 +266,8 @@ class Doctor:
     async def _signaling(self, check: Check) -> None:
         assert self.token is not None
         try:
-            self.room = await asyncio.wait_for(connect(self.base, self.token, host=_any(self.host)), self.timeout)
+            joining = connect(self.base, self.token, host=_any(self.host), ssl_context=self.ssl)
+            self.room = await asyncio.wait_for(joining, self.timeout)
         except RoomcastError as exc:
             token = self.report.get("token")
             if token is not None:  # the socket works; the token came back refused
@@ -313,7 +324,8 @@ class Doctor:
         for url, server in urls:
 
             async def body(check: Check, url: TurnUrl = url, server: dict[str, Any] = server) -> None:
-                relay = await allocate(url, str(server["username"]), str(server["credential"]), self.timeout)
+                user, password = str(server["username"]), str(server["credential"])
+                relay = await allocate(url, user, password, self.timeout, self.ssl)
                 check.detail = f"relay {relay[0]}:{relay[1]} allocated on {url.host}:{url.port} with minted credentials"
 
             await self._run("turn", f"{url.label} {url.host}:{url.port}", body)
@@ -393,6 +405,9 @@ def verdict(report: Report) -> tuple[int, str]:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
         return f"cannot connect ({exc or 'connection refused'}): is the server running, and is this its HTTP port?"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or str(exc)
+        return f"the certificate is not trusted ({why}): browsers refuse it too (a private CA: --ca-file)"
     if isinstance(exc, InvalidStatus):
         return (
             f"the WebSocket upgrade on /rtc was answered HTTP {exc.response.status_code} (a proxy without WebSocket?)"
@@ -443,13 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per check (default 5)")
     parser.add_argument("--media-seconds", type=float, default=ROUND_TRIP, help="media round trip length")
+    parser.add_argument("--ca-file", help="trust this CA (PEM) for HTTPS, WSS and TURN/TLS, e.g. a private CA")
     return parser
 
 
 def doctor_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     try:
-        doctor = Doctor(args.url, args.token, args.timeout, args.media_seconds)
+        doctor = Doctor(args.url, args.token, args.timeout, args.media_seconds, args.ca_file)
     except UsageError as exc:
         print(f"roomcast doctor: {exc}", flush=True)
         return 2

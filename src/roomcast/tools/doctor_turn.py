@@ -85,9 +85,10 @@ class _Udp(asyncio.DatagramProtocol):
 class _Channel:
     """One request/response exchange at a time over UDP (retransmitted) or a TCP/TLS stream."""
 
-    def __init__(self, url: TurnUrl, timeout: float) -> None:
+    def __init__(self, url: TurnUrl, timeout: float, context: ssl.SSLContext | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.context = context or ssl.create_default_context()
         self.udp: asyncio.DatagramTransport | None = None
         self.protocol: _Udp | None = None
         self.reader: asyncio.StreamReader | None = None
@@ -101,7 +102,7 @@ class _Channel:
                     _Udp, remote_addr=(self.url.host, self.url.port)
                 )
             else:
-                context = ssl.create_default_context() if self.url.transport == "tls" else None
+                context = self.context if self.url.transport == "tls" else None
                 self.reader, self.writer = await asyncio.wait_for(
                     asyncio.open_connection(self.url.host, self.url.port, ssl=context), self.timeout
                 )
@@ -152,9 +153,11 @@ def _parse(data: bytes) -> StunMessage | None:
         return None
 
 
-async def allocate(url: TurnUrl, username: str, password: str, timeout: float = 5.0) -> tuple[str, int]:
+async def allocate(
+    url: TurnUrl, username: str, password: str, timeout: float = 5.0, context: ssl.SSLContext | None = None
+) -> tuple[str, int]:
     """Allocate a relay (long-term credentials, RFC 8489 §9.2) and release it; returns the relay address."""
-    channel = _Channel(url, timeout)
+    channel = _Channel(url, timeout, context)
     await channel.open()
     try:
         tid, data = _request(ALLOCATE, [(REQUESTED_TRANSPORT, UDP_TRANSPORT)], None)
