@@ -82,7 +82,7 @@ async def test_a_json_server_log_has_the_fields_and_no_secret(artifacts: Path) -
         "ROOMCAST_TURN_SECRET": turn_secret,
         "ROOMCAST_TURN_HOST": "127.0.0.1",
     }
-    proc = ServerProcess(artifacts, env=env, args=["--log-format", "json"])
+    proc = ServerProcess(artifacts, env=env, args=["--log-format", "json", "--node-id", "node-logs"])
     tokens, turn_passwords = [], []
     try:
         for identity in ("alice", "bob"):
@@ -106,7 +106,8 @@ async def test_a_json_server_log_has_the_fields_and_no_secret(artifacts: Path) -
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON
     joined = [e for e in lines if e["msg"].endswith("joined room logged")]
     assert {e["participant"] for e in joined} == {"alice", "bob"}
-    assert all(e["room"] == "logged" and e["sid"].startswith("PA_") and e["node"] for e in joined)
+    assert all(e["room"] == "logged" and e["sid"].startswith("PA_") for e in joined)
+    assert {e["node"] for e in lines} == {"node-logs"}  # every line, uvicorn's too
     connected = [e for e in lines if e.get("target") in ("$publish", "$subscribe") and "connected" in e["msg"]]
     assert {(e["participant"], e["target"]) for e in connected} == {("alice", "$publish"), ("bob", "$subscribe")}
     assert sum("/rtc?access_token=[redacted]" in e["msg"] for e in lines) == 2  # the WebSocket requests

@@ -260,7 +260,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     )
     # after uvicorn.Config, which installs uvicorn's handlers: format, node stamp, repeat limit, redaction
-    configure_logging(config.log_format, str(getattr(config, "node_id", "") or socket.gethostname()))
+    configure_logging(config.log_format, app.state.routing.node_id)  # the name the cluster and /admin show
     limits = app.state.guard.limits
     logging.getLogger("roomcast.app").info(
         "file descriptors: %d (was %d); HTTP port: at most %d connections, %s per IP, %gs for a request head",
