@@ -59,7 +59,8 @@ class IceTcpStream(asyncio.Protocol):
         self.decoder = FrameDecoder(endpoint.limits.max_frame)
         self.transport: asyncio.Transport | None = None
         self.remote: Addr = ("", 0)
-        self.conn: Connection | None = None
+        self.conn: Connection | None = None  # bound: a check on this stream validated
+        self.routed: Connection | None = None  # the connection this stream's datagrams are routed to
         self.checks = 0
         self.last_input = endpoint.clock()
         self.closed = False
@@ -220,7 +221,7 @@ class TcpEndpoint:
             del self._per_ip[ip]
         if stream.conn is None:
             self._handshake_done(ip)
-        conn = stream.conn
+        conn = stream.conn or stream.routed  # routed but not bound: closed in the middle of its first check
         stream.conn = None
         if conn is not None:
             self._unroute(conn, stream)
@@ -298,8 +299,11 @@ class TcpEndpoint:
             old.close()
         routes[stream.remote] = stream
         routes_send[stream.remote] = stream.send
+        stream.routed = conn
 
     def _unroute(self, conn: Connection, stream: IceTcpStream) -> None:
+        if stream.routed is conn:
+            stream.routed = None
         routes = self._bound.get(conn)
         if routes is None or routes.get(stream.remote) is not stream:
             return
