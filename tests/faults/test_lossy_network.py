@@ -126,9 +126,9 @@ async def test_f5_ten_percent_loss_still_delivers_95_percent_of_frames(
     print(
         f"\nF5 ({'simulcast' if simulcast else 'single'}): 10 % loss on lo: {decoded}/{sent} frames decoded = "
         f"{ratio:.1%} ({encoded} encoded, temporal layers 0..{end_consumer.get('temporal', '-')}, estimate "
-        f"{estimate.get('target', '-')} bit/s); viewer NACKs {nacks['count']}, SFU retransmitted "
-        f"{track['retransmitted']}, SFU NACKs upstream {track['nacks_sent_upstream']}, host retransmitted "
-        f"{end_host['retransmitted']}, dropped on lo {dropped}; {end_consumer}"
+        f"{estimate.get('target', '-')} bit/s, REMB {estimate.get('remb', '-')}); viewer NACKs {nacks['count']}, "
+        f"SFU retransmitted {track['retransmitted']}, SFU NACKs upstream {track['nacks_sent_upstream']}, "
+        f"host retransmitted {end_host['retransmitted']}, dropped on lo {dropped}; {end_consumer}"
     )
     assert ratio >= 0.95, ratio
     assert track["retransmitted"] > 0 and end_host["retransmitted"] > 0  # both legs repaired by RTX
