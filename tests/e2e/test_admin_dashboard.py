@@ -134,6 +134,9 @@ async def test_dashboard_charts_move_mute_and_kick(
             "([sel, was]) => document.querySelector(sel).textContent !== was", arg=[title, first]
         )  # the chart redraws with new figures every second
         await page.wait_for_function("window.adminState.series.node.forwarded_pps.some(v => v > 50)")
+        node = (await page.evaluate("window.adminState.overview.nodes"))[0]["node_id"]  # per node, as it reports
+        await page.wait_for_function(f"window.adminState.series['node:{node}'].participants.some(v => v === 2)")
+        await page.wait_for_selector(f'#per-node-charts [data-node="{node}"] [data-metric="loop_lag_ms"]')
         await page.screenshot(path=str(artifacts / "admin-dashboard.png"), full_page=True)
 
         await page.click(f'.room[data-room="{name}"] tr[data-identity="alice"] button[data-action="mute"]')

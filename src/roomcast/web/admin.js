@@ -86,6 +86,22 @@
     chart(charts, 'node', 'forwarded_kbps', 'forwarded', 'kbit/s');
     chart(charts, 'node', 'forwarded_pps', 'forwarded', 'pkt/s');
     chart(charts, 'node', 'loop_lag_ms', 'event-loop lag', 'ms');
+    // every node of the cluster (this one alone without Redis): its own load, as it reports it
+    const perNode = $('per-node-charts');
+    for (const n of overview.nodes) {
+      const key = 'node:' + n.node_id;
+      push(key, 'forwarded_pps', n.forwarded_pps);
+      push(key, 'loop_lag_ms', n.loop_lag_ms);
+      push(key, 'participants', n.participants);
+      let box = perNode.querySelector(`[data-node="${CSS.escape(n.node_id)}"]`);
+      if (!box) {
+        box = el('div', {class: 'charts', 'data-node': n.node_id});
+        perNode.append(el('h3', {}, n.node_id), box);
+      }
+      chart(box, key, 'forwarded_pps', n.node_id + ' forwarded', 'pkt/s');
+      chart(box, key, 'loop_lag_ms', n.node_id + ' loop lag', 'ms');
+      chart(box, key, 'participants', n.node_id + ' participants', '');
+    }
     const body = $('nodes').querySelector('tbody');
     body.textContent = '';
     for (const n of overview.nodes) {
