@@ -107,6 +107,7 @@
     if (params.get('relay')) options.iceTransportPolicy = 'relay';
     if (params.get('turn')) options.turnTransport = params.get('turn');
     if (params.get('simulcast')) options.simulcast = params.get('simulcast') !== '0';
+    if (params.get('rejoin')) options.rejoin = params.get('rejoin') !== '0';  // a cluster: join again if a node dies
     return options;
   }
 

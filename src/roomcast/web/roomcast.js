@@ -4,6 +4,7 @@
  *   const room = await Roomcast.connect(url, token, {iceServers: []});
  *   room.on('participantJoined' | 'participantLeft' | 'track' | 'trackEnded' | 'data' | 'disconnected' | 'error', cb);
  *   room.on('serverShutdown', ({reason, grace}) => ...);   // the server drains: reconnect elsewhere
+ *   room.on('rejoined', () => ...);   // with {rejoin: true}: the room's node died, joined (and published) again
  *   room.on('iceRestarted', ({target | peer, reason}) => ...);   // ICE restarted ('manual' | 'failed' | 'disconnected')
  *   await room.publish(mediaStream);
  *   room.sendData('hello', {topic: 'chat'});
@@ -646,11 +647,12 @@
       if (attempt === 0) this.emit('reconnecting');
       const delays = [250, 500, 1000, 2000, 4000, 4000, 4000, 4000];
       if (attempt >= delays.length) {
-        this._finishClose({code: 1006, reason: 'resume_failed'});
+        this._rejoinOrClose({code: 1006, reason: 'resume_failed'});
         return;
       }
       setTimeout(() => {
-        const ws = new WebSocket(this._url);
+        const urls = this._urls || [this._url];
+        const ws = new WebSocket(urls[attempt % urls.length]);  // the fallbacks in turn (a node is gone)
         let resumed = false;
         ws.onopen = () => ws.send(JSON.stringify({type: 'join', v: PROTOCOL_VERSION, resume: this.resumeToken}));
         ws.onmessage = (event) => {
@@ -673,13 +675,64 @@
         };
         ws.onclose = (event) => {
           if (!resumed) {
-            if (this._lastError === 'resume_failed') this._finishClose({code: 1008, reason: 'resume_failed'});
+            if (this._lastError === 'resume_failed') this._rejoinOrClose({code: 1008, reason: 'resume_failed'});
             else this._resume(attempt + 1);
           } else {
             this._onClose(event);
           }
         };
       }, delays[attempt]);
+    }
+
+    /**
+     * The session is gone (the room's node died, or the resume window passed): with `options.urls`
+     * (fallback servers, e.g. the other nodes of a cluster) or `options.rejoin`, join the room again,
+     * through each URL in turn, and publish the same stream again; emits 'rejoined'. Else: disconnected.
+     */
+    _rejoinOrClose(event) {
+      const rejoin = this.options.rejoin ?? Boolean(this.options.urls && this.options.urls.length);
+      if (!rejoin || !this._urls) { this._finishClose(event); return; }
+      this._rejoin(0, event);
+    }
+
+    _rejoin(attempt, event) {
+      const delays = [0, 250, 500, 1000, 1000, 2000, 2000, 2000];
+      if (attempt >= delays.length) { this._finishClose(event); return; }
+      setTimeout(() => {
+        const urls = this._urls || [this._url];
+        const ws = new WebSocket(urls[(attempt + 1) % urls.length]);  // start with the next server
+        let joined = false;
+        ws.onopen = () => ws.send(JSON.stringify({type: 'join', v: PROTOCOL_VERSION, room: this.options.room || null,
+          metadata: this.options.metadata || null}));
+        ws.onmessage = (message) => {
+          let msg;
+          try { msg = JSON.parse(message.data); } catch (err) { return; }
+          if (joined) { this._onMessage(msg); return; }
+          if (msg.type === 'joined') {
+            joined = true;
+            this._restart(ws, msg);
+          } else if (msg.type === 'error') {
+            this._lastError = msg.code;
+          }
+        };
+        ws.onclose = (closed) => { if (joined) this._onClose(closed); else this._rejoin(attempt + 1, event); };
+      }, delays[attempt]);
+    }
+
+    /** A fresh session after a rejoin: the old connections go, the same local stream is published again. */
+    _restart(ws, msg) {
+      for (const peer of Array.from(this.serverPeers.values())) peer.close();
+      this.serverPeers.clear();
+      clearInterval(this._pingTimer);
+      for (const identity of Array.from(this.participants.keys())) this._removeParticipant(identity, 'rejoined');
+      this.ws = ws;
+      this._lastError = null;
+      this._onJoined(msg);
+      this.emit('rejoined');
+      const stream = this.localStream;
+      if (stream && this.sfu && msg.participant.can_publish !== false) {
+        this.sfu.publish(stream).catch((err) => this.emit('error', err));
+      }
     }
 
     /** After a resume: whoever left or joined while we were away. */
@@ -963,6 +1016,7 @@
       const ws = new WebSocket(signalingUrl(url, token));
       const room = new Room(ws, options);
       room._url = signalingUrl(url, token);
+      room._urls = [url, ...(options.urls || [])].map((u) => signalingUrl(u, token));
       room.grants = tokenGrants(token);
       let settled = false;
       ws.onopen = () => room._send({type: 'join', room: options.room || null, metadata: options.metadata || null});
