@@ -20,7 +20,7 @@ from tests.faults.bots import counting_subscriber, publisher, send_video, until
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET
 from tests.support.cluster import calm_and_idle
 from tests.support.redis_server import RedisServer
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, free_port
 
 WORKERS = ("w-w0", "w-w1")
 
@@ -112,3 +112,25 @@ def test_workers_without_redis_are_refused_with_a_reason() -> None:
     )
     assert done.returncode == 2
     assert "--workers N needs --redis-url" in done.stderr
+
+
+def test_an_unreachable_redis_stops_the_start_with_where() -> None:
+    port = free_port()  # nothing listens there
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roomcast",
+            "serve",
+            "--port",
+            "0",
+            "--redis-url",
+            f"redis://:s3cret@127.0.0.1:{port}/0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"cannot reach Redis at redis://127.0.0.1:{port}/0" in done.stderr
+    assert "s3cret" not in done.stderr  # the password is not printed

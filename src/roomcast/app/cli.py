@@ -17,6 +17,8 @@ from roomcast.app.config import Config, ConfigError, load
 from roomcast.app.logs import configure_logging
 from roomcast.app.workers import supervise, worker_count
 from roomcast.rooms.tokens import Grants, mint, parse_duration, validate_identity, validate_room
+from roomcast.routing.api import RoutingError
+from roomcast.routing.factory import check_reachable
 
 WS_MAX_FRAME = 1024 * 1024  # frames above the 64 KiB message cap still get a typed error, then 1009
 
@@ -233,6 +235,11 @@ def serve(args: argparse.Namespace) -> int:
     )
     _refuse_public_dev_mode(config, args.dev)
     workers = worker_count(args.workers)
+    if args.listen_fd is None:  # the supervisor, or a single process (workers re-check nothing)
+        try:
+            check_reachable(config.redis_url)
+        except RoutingError as exc:
+            raise ConfigError(exc.message) from None
     if workers > 1 and args.listen_fd is None:
         _dev_warning(config)
         return supervise(config, workers, args.argv)

@@ -397,8 +397,33 @@ class RedisRouting:
 
     def _safe_url(self) -> str:
         """The URL without its password, for logs and errors."""
-        scheme, sep, rest = self.url.partition("://")
-        return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+        return _without_password(self.url)
+
+
+def ping_until(url: str, patience: float) -> None:
+    """A synchronous PING (before the event loop runs), retried until ``patience`` runs out."""
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    deadline = time.monotonic() + patience
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except _ERRORS as exc:
+                if time.monotonic() > deadline:
+                    raise RoutingError(
+                        "redis_unavailable", f"cannot reach Redis at {_without_password(url)}: {exc}"
+                    ) from None
+                time.sleep(0.2)  # Redis may be starting alongside this node
+    finally:
+        client.close()
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
 
 
 def _text(value: bytes | str) -> str:
