@@ -65,6 +65,12 @@ CODES: Final[dict[str, tuple[int, str]]] = {
     "wrong_room": (403, "the token is for another room"),
     "etag_mismatch": (412, "If-Match does not match the session's ETag"),
     "too_many_sessions": (429, "as many WHIP/WHEP sessions as allowed are open"),
+    # recordings (egress/, app/recordings_api.py)
+    "recording_not_found": (404, "no such recording in this room"),
+    "recordings_disabled": (409, "the server was started without --recordings-dir"),
+    "recording_failed": (502, "the recorder could not join the room"),
+    "recording_write_failed": (507, "the recording file could not be written (disk full, permissions)"),
+    "recording_bad_stream": (422, "a track could not be muxed as it is (no keyframe header, no timing)"),
     # protocol and limits (signaling/messages.py, signaling/session.py, app/)
     "invalid_json": (400, "the frame is not JSON"),
     "invalid_message": (400, "the message does not match the schema"),

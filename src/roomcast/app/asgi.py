@@ -47,6 +47,7 @@ from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
 from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
 from roomcast.app.login import PageLogin
 from roomcast.app.object_metrics import ObjectCollector
+from roomcast.app.recordings_api import RecordingsApi, recording_service
 from roomcast.app.webhooks import WebhookCollector, Webhooks
 from roomcast.apps.rules import DataRules
 from roomcast.livekit.session import LiveKitSession
@@ -256,6 +257,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     )
     metrics.watch_http(guard)
     admin = AdminApi(config, manager, clock)
+    recordings = recording_service(config, clock, webhooks.recording)
+    recordings_api = RecordingsApi(admin, recordings, clock)
     limits = SessionLimits(join_timeout=config.join_timeout, messages_per_second=config.messages_per_second)
     resume = ResumeRegistry(manager, config.resume_window)
     resume_timer = TimerDriver(resume, clock)
@@ -327,6 +330,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
             lag_task.cancel()
             trim_task.cancel()
             whip.close()
+            if recordings is not None:
+                await recordings.close()
             await routing.stop()
             await webhooks.flush(2.0)
             await webhooks.close()
@@ -506,6 +511,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         Route("/sdk/roomcast.js", page("roomcast.js")),
         Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         *admin.routes(),
+        *recordings_api.routes(),
         nodes_route(admin, routing),
         *dashboard.routes(),
         *login.routes(),
@@ -521,6 +527,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     app.state.drain = drain
     app.state.whip = whip
     app.state.webhooks = webhooks
+    app.state.recordings = recordings
     app.state.guard = guard  # the server's protocol classes enforce it (app/cli.py)
     app.state.routing = routing
     app.state.cluster = cluster

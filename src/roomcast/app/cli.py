@@ -69,6 +69,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="POST signed JSON events (rooms, participants, tracks, WHIP/WHEP sessions) here; repeat for several",
     )
     p.add_argument(
+        "--recordings-dir",
+        dest="recordings_dir",
+        help="enable recordings (POST /api/rooms/{room}/recordings): one file per participant in this directory",
+    )
+    p.add_argument(
         "--drain-timeout",
         dest="drain_timeout",
         type=float,
@@ -223,6 +228,7 @@ def serve(args: argparse.Namespace) -> int:
             "turn_port": args.turn_port,
             "consent_timeout": args.consent_timeout,
             "drain_timeout": args.drain_timeout,
+            "recordings_dir": args.recordings_dir,
             "webhook_urls": ",".join(args.webhook_url) if args.webhook_url else None,
             "allowed_hosts": args.allowed_hosts,
             "header_timeout": args.header_timeout,

@@ -77,6 +77,7 @@ class Config:
     # Cluster (docs/deploy.md): nodes sharing this Redis are one cluster; empty = this process alone.
     redis_url: str = ""
     node_id: str = ""  # this node's name in the cluster registry; empty = a random one
+    recordings_dir: str = ""  # where POST /api/rooms/{room}/recordings writes files; empty = recordings off
     webhook_urls: str = ""  # comma-separated; each gets every event (app/webhooks.py, docs/whip.md)
     metrics_token: str = ""  # when set, GET /metrics needs "Authorization: Bearer <it>" (env/TOML only)
     dev_mode: bool = field(default=False)

@@ -176,6 +176,10 @@ class Webhooks:
             },
         )
 
+    def recording(self, name: str, info: dict[str, Any]) -> None:
+        """``recording_started`` / ``recording_finished`` (with the files' paths; egress/service.py)."""
+        self.emit(name, {"room": {"name": info["room"]}, "recording": info})
+
     # ------------------------------------------------------------------ delivery
 
     def start(self) -> None:

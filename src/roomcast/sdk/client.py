@@ -19,7 +19,7 @@ import secrets
 import ssl
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Literal
 
 import websockets
@@ -107,6 +107,11 @@ class MediaConnection(asyncio.DatagramProtocol):
             loop = asyncio.get_running_loop()
             self._timer = loop.call_at(loop.time() + max(0.0, when - time.monotonic()), self._on_timer)
             self._timer_when = when
+
+    def send_rtcp(self, packet: bytes) -> None:
+        """Send one RTCP packet (e.g. a PLI, RFC 4585 §6.3.1) to the server now."""
+        self.rtc.send_rtcp(packet)
+        self._pump()
 
     def close(self) -> None:
         self.rtc.close()
@@ -391,17 +396,27 @@ class Room:
         return Publication(conn, tracks)
 
     async def subscribe(
-        self, on_packet: PacketCallback | None = None, *, on_frame: FrameCallback | None = None, decrypt: bool = True
+        self,
+        on_packet: PacketCallback | None = None,
+        *,
+        on_frame: FrameCallback | None = None,
+        decrypt: bool = True,
+        tracks: Collection[str] | None = None,
     ) -> MediaConnection:
-        """Receive every track published by others, as packets (``on_packet(track_sid, rtp)``; with
-        ``decrypt=False`` only the clear RTP header is meaningful) and/or as whole frames (``on_frame``,
-        reassembled by a :class:`FrameAssembler` per track; its counters in :attr:`frame_assemblers`).
-        Video is offered as VP8 and H.264: the server sends what the publisher sent."""
+        """Receive every track published by others (or only the sids in ``tracks``), as packets
+        (``on_packet(track_sid, rtp)``; with ``decrypt=False`` only the clear RTP header is meaningful)
+        and/or as whole frames (``on_frame``, reassembled by a :class:`FrameAssembler` per track; its
+        counters in :attr:`frame_assemblers`). Video is offered as VP8 and H.264: the server sends what
+        the publisher sent. RTCP from the server (sender reports) reaches ``conn.rtc.on_rtcp``."""
         if on_packet is None and on_frame is None:
             raise ValueError("subscribe needs on_packet, on_frame or both")
         if on_frame is not None and not decrypt:
             raise ValueError("frames need decrypted packets")
-        wanted = [t for t in self.tracks.values() if t["participant"] != self.identity]
+        wanted = [
+            t
+            for t in self.tracks.values()
+            if t["participant"] != self.identity and (tracks is None or t["sid"] in tracks)
+        ]
         offered = [OfferedTrack(t["kind"], "recvonly", video_codecs=("vp8", "h264")) for t in wanted]
         subscriptions = {str(mid): t["sid"] for mid, t in enumerate(wanted)}
         conn, answer = await self._negotiate("$subscribe", offered, subscriptions=subscriptions)
