@@ -107,3 +107,25 @@ def first_frame_times(path: str) -> dict[str, float]:
         kind = streams[packet["stream_index"]]
         first.setdefault(kind, float(packet["pts_time"]))
     return first
+
+
+def video_packets(path: str) -> int:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())

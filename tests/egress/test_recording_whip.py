@@ -13,6 +13,7 @@ from tests.egress.conftest import (
     first_frame_times,
     start_recording,
     stop_recording,
+    video_packets,
     wait_recording,
 )
 from tests.support.server import ServerProcess
@@ -45,7 +46,12 @@ def test_whip_publisher_recorded_to_matroska(recording_server: ServerProcess, ar
     video = next(s for s in probe["streams"] if s["codec_type"] == "video")
     assert (video["width"], video["height"]) == (640, 360)
     duration = float(probe["format"]["duration"])
-    assert abs(duration - wall) < 0.05 * wall, (duration, wall)
+    # The pts are the publisher's RTP clock: 30 frames a second of it. (This publisher catches up in bursts
+    # when the machine is loaded, so its media time may run ahead of the wall clock over 8 s; the Chromium
+    # test holds the 5 % to the wall clock.)
+    frames = video_packets(path)
+    assert abs(duration - frames / 30) < 0.05 * duration, (duration, frames)
+    assert abs(duration - wall) < 0.15 * wall, (duration, wall)
     assert decode_errors(path) == ""
     first = first_frame_times(path)
     assert abs(first["video"] - first["audio"]) < 0.1, first
