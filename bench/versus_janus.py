@@ -17,6 +17,7 @@ import json
 import secrets
 import sys
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.server import free_port
 
-from bench.fanout import HEADER, PacketHandler, Result, in_private_network, measure, row
+from bench.fanout import HEADER, PacketHandler, Result, cpu_seconds, in_private_network, measure, row
 from bench.janus import JanusProcess, JanusSession
 from bench.sfu_fanout import RoomcastTarget
 from roomcast.proto.dtls import DtlsCertificate
@@ -171,6 +172,18 @@ class JanusTarget:
         self.janus.stop()
 
 
+async def settle(pids: list[int], limit: float = 20.0) -> None:
+    """Wait (at most ``limit`` s) until the servers together use under 2 % of a core: the previous target's
+    room teardown (hundreds of leaves, DTLS closes) must not run during the next target's measurement, or
+    whichever server is measured first after it pays for it."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        await asyncio.sleep(0.5)
+        if sum(cpu_seconds(pid) for pid in pids) - before < 0.01:
+            return
+
+
 def carried(results: list[Result], name: str) -> int:
     ok = [r.subscribers for r in results if r.target == name and not r.error and r.loss_pct <= 1.0]
     return max(ok, default=0)
@@ -204,6 +217,7 @@ async def main() -> None:
         for n in args.subscribers:
             per_n = {}
             for target in targets:
+                await settle([t.pid for t in targets])
                 try:
                     result = await measure(target, n, args.duration)
                 except Exception as exc:  # one server failing at one N must not end the comparison
