@@ -20,6 +20,13 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def _limits(nofile: tuple[int, int] | None, fsize: int | None) -> None:
+    if nofile:
+        resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+    if fsize:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+
 class ServerProcess:
     """A ``roomcast serve`` subprocess; ``stop()`` sends SIGTERM and checks it exits cleanly."""
 
@@ -31,8 +38,11 @@ class ServerProcess:
         tls: bool = False,
         nofile: tuple[int, int] | None = None,
         ready_timeout: float = 60.0,  # a loaded shared machine took over 20 s
+        fsize: int | None = None,
     ) -> None:
-        """``nofile``: (soft, hard) ``RLIMIT_NOFILE`` for the server process, to make exhaustion tests cheap."""
+        """``nofile``: (soft, hard) ``RLIMIT_NOFILE`` for the server process, to make exhaustion tests cheap;
+        ``fsize``: ``RLIMIT_FSIZE`` in bytes, a full disk for every file it writes (Python ignores SIGXFSZ,
+        so a write past it fails with EFBIG, "File too large")."""
         self.port = free_port()
         self.media_port = free_port(socket.SOCK_DGRAM)
         self.media_tcp_port = free_port()  # never the default 7881: servers of one namespace run side by side
@@ -60,7 +70,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=full_env,
-            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None,
+            preexec_fn=(lambda: _limits(nofile, fsize)) if nofile or fsize else None,
         )
         try:
             self._wait_ready(ready_timeout)
