@@ -33,16 +33,12 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import httpx
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from typing import TYPE_CHECKING, Any
 
 from roomcast.app.config import ConfigError
+
+if TYPE_CHECKING:  # argon2, joserfc and httpx load only when a login is configured (start-up time)
+    from joserfc.jwk import KeySet
 
 SESSION_TTL = 12 * 3600.0
 CLOCK_LEEWAY = 60  # seconds the provider's clock may be off ours (iat, exp)
@@ -133,12 +129,16 @@ def load_users(path: str) -> dict[str, User]:
 
 class PasswordUsers:
     def __init__(self, users: dict[str, User]) -> None:
+        from argon2 import PasswordHasher
+
         self.users = users
         self.hasher = PasswordHasher()
         self._dummy = DUMMY_HASH  # unknown names cost as much as wrong passwords (no hashing at start-up)
 
     def verify(self, name: str, password: str) -> tuple[str, ...] | None:
         """The user's roles when ``password`` is theirs, else None."""
+        from argon2.exceptions import InvalidHashError, VerificationError
+
         user = self.users.get(name)
         try:
             self.hasher.verify(user.password_hash if user else self._dummy, password)
@@ -171,6 +171,9 @@ class OidcClient:
 
     async def metadata(self) -> dict[str, Any]:
         if self._metadata is None:
+            import httpx
+            from joserfc.jwk import KeySet
+
             async with httpx.AsyncClient(timeout=10) as client:
                 response = await client.get(self.issuer + "/.well-known/openid-configuration")
                 response.raise_for_status()
@@ -199,6 +202,8 @@ class OidcClient:
 
     async def exchange(self, code: str, login: OidcLogin, clock: Callable[[], float]) -> tuple[str, tuple[str, ...]]:
         """The identity and roles of the user the provider sent back (after every check on its ID token)."""
+        import httpx
+
         metadata = await self.metadata()
         async with httpx.AsyncClient(timeout=10) as client:
             response = await client.post(
@@ -220,6 +225,9 @@ class OidcClient:
 
     def _validate(self, id_token: str, login: OidcLogin, now: float) -> tuple[str, tuple[str, ...]]:
         """OpenID Connect Core §3.1.3.7: signed by the issuer's key, for us, this login's nonce, not expired."""
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
         if self._keys is None:
             raise ValueError("the ID token is not valid: the provider's keys are unknown")
         try:
@@ -321,5 +329,7 @@ def hash_password_main(argv: list[str]) -> int:
     if len(password) < 8:
         print("roomcast hash-password: use at least 8 characters", file=sys.stderr)
         return 1
+    from argon2 import PasswordHasher
+
     print(PasswordHasher().hash(password))
     return 0
