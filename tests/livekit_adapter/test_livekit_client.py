@@ -175,3 +175,20 @@ async def test_dynacast_turns_off_the_layers_nobody_receives(
     await bob.evaluate("window.lkRemoteVideo('alice').setVideoQuality(LivekitClient.VideoQuality.HIGH)")
     await alice.wait_for_function("window.lkEncodings().some(([rid, on]) => rid === 'f' && on)", timeout=20_000)
     assert await frame_width(bob, "alice", above=low) > low
+
+
+async def test_active_speakers_come_from_the_audio_level_extension(
+    server: ServerProcess, new_page: NewPage, pages: str
+) -> None:
+    r = room_name()
+    alice = await open_livekit_page(new_page, pages)
+    await alice.evaluate(
+        "([u, t]) => window.lkJoin(u, t, {publish: true})", [server.ws_base, livekit_token(r, "alice")]
+    )
+    bob = await open_livekit_page(new_page, pages)
+    await bob.evaluate("([u, t]) => window.lkJoin(u, t)", [server.ws_base, livekit_token(r, "bob")])
+    # Chromium's fake microphone beeps: the audio level extension says so, bob's room lists alice speaking
+    await bob.wait_for_function("window.room.activeSpeakers.some(p => p.identity === 'alice')", timeout=20_000)
+    await alice.evaluate("window.room.localParticipant.setMicrophoneEnabled(false)")
+    await wait_event(bob, "speakers", "", timeout=20)  # muted: nobody speaks (ActiveSpeakersChanged)
+    assert await bob.evaluate("window.room.activeSpeakers.length") == 0

@@ -296,6 +296,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
             webhooks.tracks_changed(manager.rooms.get(room), room, tracks)
 
         app.state.media.on_tracks_changed = tracks_changed
+        app.state.media.on_speakers = manager.broadcast_speakers
         webhooks.start()
         app.state.media.on_publisher_layers = lambda room, owner, track_id, rids: manager.tell_participant(
             room, owner, PublisherLayersEvent(track_id, tuple(rids))

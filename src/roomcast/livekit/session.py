@@ -32,6 +32,7 @@ from roomcast.rooms.model import (
     Room,
     RoomError,
     RoomEvent,
+    SpeakersEvent,
     TracksEvent,
 )
 from roomcast.rooms.rate import MessageBudget
@@ -112,6 +113,7 @@ class LiveKitSession:
     _sent: dict[str, tuple[object, ...]] = field(default_factory=dict)  # identity -> tracks last announced
     _sids: dict[str, str] = field(default_factory=dict)  # identity -> participant sid, for departures
     _left: bool = False
+    _speaking: set[str] = field(default_factory=set)  # identities last announced as speaking
 
     def _count(self, name: str) -> None:
         self.on_event("livekit_" + name)
@@ -171,6 +173,7 @@ class LiveKitSession:
         )
         self._send(rtc.SignalResponse(join=response))
         self._count("joined")
+        self._speakers(room, SpeakersEvent(tuple(self.media.room_speakers(room.name))))  # already speaking
         for add in join.add_track_requests:
             self._add_track(add)
         if join.HasField("publisher_offer") and join.publisher_offer.sdp:
@@ -383,6 +386,8 @@ class LiveKitSession:
             self._update([convert.participant_info(p, _of(media.room_tracks(room.name), p.identity))])
         elif isinstance(event, PublisherLayersEvent):
             self._publisher_layers(event)
+        elif isinstance(event, SpeakersEvent):
+            self._speakers(room, event)
         elif isinstance(event, DataEvent):
             self._count("data_not_bridged")
 
@@ -406,6 +411,16 @@ class LiveKitSession:
                 announced.info.muted = track.muted
                 self._send(rtc.SignalResponse(mute=rtc.MuteTrackRequest(sid=track.sid, muted=track.muted)))
         self._check_subscriptions(tracks)
+
+    def _speakers(self, room: Room, event: SpeakersEvent) -> None:
+        """LiveKit's SpeakersChanged is a change: who started speaking (active), who stopped (not)."""
+        sids = {p.identity: p.sid for p in room.participants.values()}
+        now = {identity: level for identity, level in event.speakers if identity in sids}
+        infos = [models.SpeakerInfo(sid=sids[i], level=level, active=True) for i, level in now.items()]
+        infos += [models.SpeakerInfo(sid=sids[i], active=False) for i in self._speaking - now.keys() if i in sids]
+        self._speaking = set(now)
+        if infos:
+            self._send(rtc.SignalResponse(speakers_changed=rtc.SpeakersChanged(speakers=infos)))
 
     def _publisher_layers(self, event: PublisherLayersEvent) -> None:
         """Dynacast: the layers of our track someone receives, as LiveKit's SubscribedQualityUpdate."""

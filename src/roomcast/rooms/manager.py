@@ -25,6 +25,7 @@ from roomcast.rooms.model import (
     RoomError,
     RoomEvent,
     SignalEvent,
+    SpeakersEvent,
     TracksEvent,
 )
 from roomcast.rooms.tokens import MAX_TOKEN_LIFETIME, AccessToken, validate_room
@@ -258,6 +259,17 @@ class RoomManager:
             if participant.sid == participant_sid:
                 participant.sink.deliver(event)
                 return
+
+    def broadcast_speakers(self, room_name: str, speakers: list[tuple[str, float]]) -> None:
+        """Active speakers (the media service hears them), to everyone who receives; hidden ones are left out."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        hidden = {p.identity for p in room.participants.values() if p.grants.hidden}
+        event = SpeakersEvent(tuple((identity, level) for identity, level in speakers if identity not in hidden))
+        for participant in room.participants.values():
+            if participant.grants.can_subscribe:
+                participant.sink.deliver(event)
 
     def broadcast_tracks(self, room_name: str, tracks: list[PublishedTrack]) -> None:
         room = self.rooms.get(room_name)

@@ -87,8 +87,16 @@ class PublisherLayersEvent:
     active: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SpeakersEvent:
+    """Who speaks in the room now, loudest first: (identity, level 0..1); empty when nobody does."""
+
+    speakers: tuple[tuple[str, float], ...]
+
+
 RoomEvent = (
-    PublisherLayersEvent
+    SpeakersEvent
+    | PublisherLayersEvent
     | ParticipantJoinedEvent
     | ParticipantLeftEvent
     | SignalEvent

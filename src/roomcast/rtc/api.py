@@ -66,6 +66,10 @@ class MediaBackend(Protocol):
 
     def room_tracks(self, room: str) -> list[PublishedTrack]: ...
 
+    def room_speakers(self, room: str) -> list[tuple[str, float]]:
+        """Who speaks in ``room`` now, loudest first: (identity, level 0..1)."""
+        ...
+
     def set_muted(self, room: str, owner: str, track_sid: str, muted: bool) -> bool: ...
 
     def set_track_settings(self, room: str, owner: str, settings: TrackSettings) -> bool:

@@ -32,6 +32,7 @@ from roomcast.rtc.api import MediaError, OfferContext, TrackSettings
 from roomcast.rtc.dynacast import Dynacast
 from roomcast.rtc.peer import peer_direction
 from roomcast.rtc.preferences import wanted_layer
+from roomcast.rtc.speakers import Speakers
 from roomcast.runtime.tcp import MediaEndpoint, TcpEndpoint, TcpLimits
 from roomcast.runtime.udp import UdpEndpoint
 from roomcast.sfu.datachannels import CHANNEL_LIMITS, SEND_BUFFER, SEND_CHUNKS, DataRouter
@@ -148,13 +149,18 @@ class MediaService:
     @property
     def _codecs(self) -> CodecPolicy:
         return CodecPolicy(transport_cc=self.transport_cc)
+
     capture_heights: dict[str, int] = field(default_factory=dict)  # producer sid -> its capture height
     # (room, owner, track id, rids): tell a publisher which simulcast layers to keep encoding (dynacast)
     on_publisher_layers: Callable[[str, str, str, list[str]], None] = lambda room, owner, track, rids: None
     dynacast: Dynacast = field(init=False)
+    # (room, [(identity, level 0..1)]): who speaks now, loudest first, announced when it changes
+    on_speakers: Callable[[str, list[tuple[str, float]]], None] = lambda room, speakers: None
+    speakers: Speakers = field(init=False)
 
     def __post_init__(self) -> None:
         self.dynacast = Dynacast(lambda room, owner, track, rids: self.on_publisher_layers(room, owner, track, rids))
+        self.speakers = Speakers(lambda room, speakers: self.on_speakers(room, speakers))
 
     _tracks_pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     tcp_port: int = 0  # the ICE-TCP listener's port, announced as passive candidates (0: none)
@@ -419,6 +425,9 @@ class MediaService:
             PublishedTrack(p.sid, p.identity, p.kind, p.source, p.name, p.muted, p.track_id) for p in router.tracks()
         ]
 
+    def room_speakers(self, room: str) -> list[tuple[str, float]]:
+        return self.speakers.current(room)
+
     def set_muted(self, room: str, owner: str, track_sid: str, muted: bool) -> bool:
         router = self.routers.get(room)
         return router is not None and router.set_muted(owner, track_sid, muted)
@@ -488,6 +497,7 @@ class MediaService:
                 self._announce_now(room)
                 if not router.participants:
                     self.dynacast.forget_room(room)
+                    self.speakers.forget_room(room)
                     self.retired.update(router.counters)
                     del self.routers[room]
 
@@ -594,6 +604,7 @@ class MediaService:
             now = self.clock()
             router.tick(now)
             self.dynacast.tick(router, now)
+            self.speakers.tick(router, now)
 
     @staticmethod
     def _counters_of(owned: _Owned) -> Counter[str]:

@@ -223,6 +223,9 @@ class Producer:
     track_id: str = ""  # the publisher's own id for it (a=msid), so it can refer to it (mute)
     layer_rids: tuple[tuple[str, ...], ...] = ()  # simulcast streams, lowest first (empty: one layer)
     muted: bool = False
+    audio_level_ext: int = 0  # RFC 6464 client-to-mixer audio level extension id (0: not negotiated)
+    loud_at: float = float("-inf")  # last packet whose level said speech (router.py; rtc/speakers.py reads it)
+    loudness: int = 127  # its level then, in -dBov (0 loudest, 127 silence)
     consumers: list[Consumer] = field(default_factory=list)
     layers: list[Layer] = field(init=False)
     codec_ids: dict[int, int] = field(init=False)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from roomcast.proto.bwe.gcc import GccEstimator
 from roomcast.proto.bwe.remb import RembEstimator
-from roomcast.proto.codecs import TWCC_URI
+from roomcast.proto.codecs import AUDIO_LEVEL_URI, TWCC_URI
 from roomcast.proto.jsep import NegotiatedAnswer, NegotiatedMedia
 from roomcast.proto.webrtc import WebRtcTransport
 from roomcast.sfu.congestion import Allocation, PublisherFeedback, SubscriberEstimate, pad
@@ -42,7 +42,7 @@ from roomcast.wire.rtcp import (
     SenderReport,
     parse_compound,
 )
-from roomcast.wire.rtp import blank_extensions, header_length, padding_fits, unwrap_rtx
+from roomcast.wire.rtp import blank_extensions, header_length, padding_fits, read_extension, unwrap_rtx
 from roomcast.wire.twcc import transport_seq_at
 
 SERVER_SSRC = 1
@@ -60,6 +60,7 @@ PUBLISHER_REMB = 5_000_000
 # Packets of a layer checked for the publisher's MID/RID extensions before the check stops (they name its m-line
 # and layer: a subscriber demultiplexing by MID would drop a stream whose MID is none of its own, for good).
 ROUTING_CHECKS = 300
+SPEECH_DBOV = 50  # an audio packet at least this loud (-50 dBov) is speech (RFC 6464 levels, 127 = silence)
 
 
 def _twcc_ext_id(negotiated: NegotiatedAnswer) -> int:
@@ -194,6 +195,7 @@ class Router:
                 source=source,
                 name=name,
                 track_id=m.remote_track_id or "",
+                audio_level_ext=m.extensions.get(AUDIO_LEVEL_URI, 0) if m.kind == "audio" else 0,
                 layer_rids=m.layers if len(m.layers) > 1 and m.kind == "video" else (),
             )
             media.listener.add(producer, m)
@@ -313,6 +315,11 @@ class Router:
             blanked = blank_extensions(pkt, listener.routing_ext_ids)
             layer.routing_clean = layer.routing_clean + 1 if blanked is pkt else 0
             pkt = blanked
+        ext = layer.producer.audio_level_ext
+        if ext:
+            level = read_extension(pkt, ext)  # RFC 6464 §3: V bit, then the level in -dBov
+            if level and (level[0] & 0x7F) <= SPEECH_DBOV:
+                layer.producer.loud_at, layer.producer.loudness = now, level[0] & 0x7F
         layer.forward(pkt, now)
         if layer.nack.missing and now - media.last_nack >= NACK_INTERVAL:
             self._send_nacks(media, now)

@@ -28,6 +28,7 @@ from roomcast.rooms.model import (
     RoomError,
     RoomEvent,
     SignalEvent,
+    SpeakersEvent,
     TracksEvent,
 )
 from roomcast.rooms.rate import MessageBudget
@@ -71,6 +72,7 @@ def participant_info(p: Participant) -> m.ParticipantInfo:
 
 def event_message(event: RoomEvent) -> m.Message:
     """Map a protocol-independent room event onto the JSON schema."""
+    assert not isinstance(event, SpeakersEvent)  # not part of the JSON protocol (yet): the sink drops them
     if isinstance(event, ParticipantJoinedEvent):
         return m.ParticipantJoined(participant=participant_info(event.participant))
     if isinstance(event, ParticipantLeftEvent):
@@ -116,6 +118,8 @@ class _Sink:
         self.identity: str | None = None
 
     def deliver(self, event: RoomEvent) -> None:
+        if isinstance(event, SpeakersEvent):
+            return
         if isinstance(event, PermissionsEvent) and event.participant.identity == self.identity:
             grants = event.participant.grants
             self.outbox.push(m.encode_text(m.Permissions(can_publish=grants.can_publish, by=event.by)))

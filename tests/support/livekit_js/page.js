@@ -20,6 +20,7 @@ window.lkJoin = async (url, token, opts = {}) => {
   room.on('dataReceived', (payload, p, kind, topic) =>
     note('data', p ? p.identity : null, topic || null, new TextDecoder().decode(payload)));
   room.on('disconnected', (reason) => note('disconnected', reason));
+  room.on('activeSpeakersChanged', (speakers) => note('speakers', speakers.map((p) => p.identity).join(',')));
   await room.connect(url, token, opts.connect || {});
   if (opts.publish) await room.localParticipant.enableCameraAndMicrophone();
   return { sid: room.localParticipant.sid, identity: room.localParticipant.identity, state: room.state };
