@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import Page
 
-from tests.e2e.test_call import frames_decoded
+from tests.e2e.test_call import FRAMES_DECODED, wait_stat
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET
 from tests.support.browser_fixtures import NewPage
 from tests.support.livekit_page import livekit_token, open_livekit_page, page_server
@@ -30,7 +30,7 @@ def room_name() -> str:
     return "lk-" + uuid.uuid4().hex[:8]
 
 
-async def frames(page: Page, at_least: int, identity: str | None = None, timeout: float = 25.0) -> int:
+async def frames(page: Page, at_least: int, identity: str | None = None, timeout: float = 40.0) -> int:
     """Poll the page's decoded video frames from remote participants until ``at_least``."""
     script = """async ([n, who]) => {
       for (;;) {
@@ -143,7 +143,7 @@ async def test_a_livekit_client_and_a_roomcast_call_page_decode_each_other(
         "([u, t]) => window.lkJoin(u, t, {publish: true})", [server.ws_base, livekit_token(r, "alice")]
     )
     carol = await new_page(f"{server.base}/call?room={r}&identity=carol")  # Roomcast's own page and JS SDK
-    assert await frames_decoded(carol, 20) >= 20
+    assert await wait_stat(carol, FRAMES_DECODED, 20, timeout=40) >= 20  # a loaded machine: a wide bound
     await wait_event(alice, "subscribed", "carol", "video")
     assert await frames(alice, 20, "carol") >= 20
     await carol.close()
