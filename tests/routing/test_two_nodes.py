@@ -13,10 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from tests.faults.bots import metric
+from tests.livekit_adapter.test_signal_errors import receive as lk_receive
+from tests.livekit_adapter.test_signal_errors import url as lk_url
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET, Client
 from tests.support.cluster import ClusterProcesses, calm_and_idle
+from tests.support.livekit_page import livekit_token
 from tests.support.redis_server import RedisServer
 from tests.support.server import ServerProcess
 
@@ -143,3 +147,33 @@ def test_load_tool_drives_every_node_of_a_cluster(two_nodes, tmp_path: Path) -> 
     assert summary["join_success_rate"] == 1.0
     assert summary["forwarded_pps_mean"] > 0  # the cluster's sum (each node's /metrics?node=)
     assert relayed() - before >= 2  # bots joined through both nodes: those reaching the other node were relayed
+
+
+async def test_a_livekit_client_on_the_other_node_joins_the_room_where_it_runs(two_nodes) -> None:  # type: ignore[no-untyped-def]
+    _, one, two = two_nodes
+    r = room()
+    alice, _ = await Client.joined(one.ws_base, r, "alice")  # the room is placed on node-1 (the join's node)
+    host = {x["name"]: x["node"] for x in api(two, "/api/rooms").json()["rooms"]}[r]
+    far = two if host == "node-1" else one
+    lk = await websockets.connect(lk_url(far, livekit_token(r, "lk-bob")), max_size=2**22)  # protobuf, relayed
+    first = await lk_receive(lk)
+    assert first.WhichOneof("message") == "join"
+    assert [p.identity for p in first.join.other_participants] == ["alice"]  # the same room, not a twin
+    assert (await alice.recv_type("participant_joined"))["participant"]["identity"] == "lk-bob"
+    people = api(far, f"/api/rooms/{r}/participants").json()["participants"]
+    assert sorted(p["identity"] for p in people) == ["alice", "lk-bob"]
+    await lk.close()
+    assert (await alice.recv_type("participant_left"))["identity"] == "lk-bob"
+    bad = await asyncio.wait_for(
+        _refused(lk_url(far, livekit_token(r, "eve", secret="wrong-secret-0123456789abcdef"))), 10
+    )
+    assert bad == 403  # a refused token gets no socket on the relaying node either
+    await alice.close()
+
+
+async def _refused(url: str) -> int:
+    try:
+        await websockets.connect(url)
+    except websockets.InvalidStatus as exc:
+        return exc.response.status_code
+    return 101

@@ -50,9 +50,11 @@ from roomcast.app.object_metrics import ObjectCollector
 from roomcast.app.recordings_api import RecordingsApi, recording_service
 from roomcast.app.webhooks import WebhookCollector, Webhooks
 from roomcast.apps.rules import DataRules
+from roomcast.livekit.frames import MAX_FRAME as LIVEKIT_MAX_FRAME
+from roomcast.livekit.frames import FrameError
 from roomcast.livekit.session import LiveKitSession
 from roomcast.livekit.twirp import RoomServiceApi
-from roomcast.livekit.ws import serve_livekit, validate
+from roomcast.livekit.ws import join_request_of, run_livekit, serve_livekit, token_of, validate
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import PublishedTrack, PublisherLayersEvent
 from roomcast.rooms.rate import MessageBudget
@@ -416,6 +418,15 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         connections[client] += 1
         try:
             if livekit:
+                try:
+                    lk_node = await cluster.route(token_of(ws.query_params, ws.headers))
+                except RoutingError:
+                    metrics.count("routing_unavailable")
+                    await ws.close(1013)  # before the upgrade: the client tries again
+                    return
+                if lk_node is not None:
+                    await relay_livekit(ws, lk_node, client)
+                    return
                 lk = livekit_session(client, ws.app.state.media)
                 drain.add(lk)
                 try:
@@ -472,7 +483,44 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     async def serve_link(link: Link, hello: Hello) -> None:
         """A socket another node accepted for a room hosted here."""
         metrics.count("relayed_in")
-        await run_session(LinkSocket(link), hello.token, hello.client)
+        if hello.protocol != "livekit":
+            await run_session(LinkSocket(link), hello.token, hello.client)
+            return
+        lk = livekit_session(hello.client, app.state.media)
+        try:
+            join = join_request_of(hello.params)
+        except FrameError:
+            join = None
+        if join is None or lk.authenticate(hello.token) is not None:  # checked where it landed; again here
+            link.close(1008, "refused")
+            return
+        drain.add(lk)
+        try:
+            await run_livekit(LinkSocket(link), lk, join)
+        finally:
+            drain.discard(lk)
+
+    async def relay_livekit(ws: WebSocket, node: str, client: str) -> None:
+        """A LiveKit client for a room of another node: refused tokens never get a socket (as here), the
+        rest is relayed like the JSON protocol's sockets."""
+        params = dict(ws.query_params)
+        token = token_of(params, ws.headers)
+        try:
+            join_request_of(params)
+        except FrameError:
+            await ws.close(1008)
+            return
+        if livekit_session(client, None).authenticate(token) is not None:
+            await ws.close(1008)
+            return
+        try:
+            link = await cluster.connect(node, token, client, protocol="livekit", params=params)
+        except RoutingError:
+            metrics.count("routing_unavailable")
+            await ws.close(1013)
+            return
+        metrics.count("relayed_out")
+        await relay_socket(StarletteSocket(ws), link, max_frame=LIVEKIT_MAX_FRAME)
 
     async def healthz(request: Request) -> Response:
         status = "draining" if drain.active else "ok"

@@ -97,8 +97,11 @@ class Cluster:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def connect(self, node: str, raw_token: str, client: str) -> Link:
-        return await self.routing.connect(node, msgspec.json.encode(Hello(token=raw_token, client=client)))
+    async def connect(
+        self, node: str, raw_token: str, client: str, protocol: str = "json", params: dict[str, str] | None = None
+    ) -> Link:
+        hello = Hello(token=raw_token, client=client, protocol=protocol, params=params or {})
+        return await self.routing.connect(node, msgspec.json.encode(hello))
 
 
 class RoutingCollector(Collector):

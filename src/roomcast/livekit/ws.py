@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from livekit.protocol import rtc
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
 from roomcast.errors import http_status
 from roomcast.livekit.frames import MAX_FRAME, FrameError, decode_join_request
 from roomcast.livekit.session import LiveKitSession
 from roomcast.signaling.outbox import CLOSE_NORMAL, Outbox
+from roomcast.signaling.socket import FrameSocket, StarletteSocket
 
 
 def token_of(params: Mapping[str, str], headers: Mapping[str, str]) -> str:
@@ -70,10 +71,16 @@ async def serve_livekit(ws: WebSocket, session: LiveKitSession) -> None:
         await ws.close(1008)
         return
     await ws.accept()
-    writer = asyncio.create_task(_write_loop(ws, session.outbox))
+    await run_livekit(StarletteSocket(ws), session, join)
+
+
+async def run_livekit(sock: FrameSocket, session: LiveKitSession, join: rtc.JoinRequest) -> None:
+    """The session over an accepted socket: this node's WebSocket, or one relayed from another node of the
+    cluster (the token was checked and the join request decoded where the client connected, and again here)."""
+    writer = asyncio.create_task(_write_loop(sock, session.outbox))
     try:
         if session.start(join):
-            await _read_loop(ws, session)
+            await _read_loop(sock, session)
     finally:
         session.finish()
         with contextlib.suppress(Exception):
@@ -82,39 +89,34 @@ async def serve_livekit(ws: WebSocket, session: LiveKitSession) -> None:
             writer.cancel()
 
 
-async def _read_loop(ws: WebSocket, session: LiveKitSession) -> None:
+async def _read_loop(sock: FrameSocket, session: LiveKitSession) -> None:
     while session.outbox.close_with is None:
         try:
-            frame = await asyncio.wait_for(ws.receive(), timeout=max(0.0, session.deadline() - session.clock()))
+            frame = await asyncio.wait_for(sock.receive(), timeout=max(0.0, session.deadline() - session.clock()))
         except TimeoutError:
             session.handle_deadline()
             return
-        except WebSocketDisconnect:
+        if isinstance(frame, int):
             return
-        if frame["type"] == "websocket.disconnect":
-            return
-        data = frame.get("bytes")
-        if data is None:
+        if isinstance(frame, str):
             session.handle_text()
             continue
-        session.handle_bytes(data)
+        session.handle_bytes(frame)
 
 
-async def _write_loop(ws: WebSocket, outbox: Outbox) -> None:
+async def _write_loop(sock: FrameSocket, outbox: Outbox) -> None:
     try:
         while True:
             await outbox.wakeup.wait()
             outbox.wakeup.clear()
             while outbox.items:
-                item = outbox.pop()
-                await (ws.send_bytes(item) if isinstance(item, bytes) else ws.send_text(item))
+                await sock.send(outbox.pop())
             if outbox.close_with is not None:
                 code, reason = outbox.close_with
-                if ws.application_state == WebSocketState.CONNECTED:
-                    await ws.close(code, reason)
+                await sock.close(code, reason)
                 return
-    except (WebSocketDisconnect, RuntimeError, OSError):
+    except ConnectionError:
         outbox.close(CLOSE_NORMAL, "gone")
 
 
-__all__ = ["MAX_FRAME", "serve_livekit", "validate"]
+__all__ = ["MAX_FRAME", "run_livekit", "serve_livekit", "validate"]

@@ -3,7 +3,7 @@ on the room's node, and a routing :class:`~roomcast.routing.api.Link` carries th
 
 - :func:`relay_socket` runs on the node that accepted the WebSocket: client frames go to the link, the
   link's frames to the client, and either side's close ends both.
-- :class:`LinkSocket` runs on the room's node: the link as a :class:`~roomcast.signaling.ws.FrameSocket`,
+- :class:`LinkSocket` runs on the room's node: the link as a :class:`~roomcast.signaling.socket.FrameSocket`,
   so ``serve_session`` drives the normal :class:`~roomcast.signaling.session.SignalingSession` over it.
 
 A lost relay (routing says ``LinkClosed(1012)``) closes the client's socket with 1012, which clients take
@@ -19,7 +19,7 @@ import msgspec
 
 from roomcast.routing.api import Link, LinkClosed
 from roomcast.signaling.messages import MAX_MESSAGE_BYTES
-from roomcast.signaling.ws import FrameSocket
+from roomcast.signaling.socket import FrameSocket
 
 CLOSE_RELAY_LOST = 1012  # "service restart": the client reconnects (and resumes)
 
@@ -29,6 +29,8 @@ class Hello(msgspec.Struct, frozen=True):
 
     token: str
     client: str  # the client's address key (per-client quotas are charged on the room's node)
+    protocol: str = "json"  # or "livekit" (/rtc/v1)
+    params: dict[str, str] = {}  # the query parameters (LiveKit's join request)
 
 
 class LinkSocket:
@@ -53,10 +55,10 @@ class LinkSocket:
         self.link.close(code, reason)
 
 
-async def relay_socket(sock: FrameSocket, link: Link) -> None:
+async def relay_socket(sock: FrameSocket, link: Link, max_frame: int = MAX_MESSAGE_BYTES) -> None:
     """Pump frames both ways until one side ends; the other side is then closed with its code."""
     await sock.accept()
-    up = asyncio.create_task(_client_to_link(sock, link))
+    up = asyncio.create_task(_client_to_link(sock, link, max_frame))
     down = asyncio.create_task(_link_to_client(sock, link))
     try:
         await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
@@ -68,15 +70,15 @@ async def relay_socket(sock: FrameSocket, link: Link) -> None:
         link.close(1006, "gone")
 
 
-async def _client_to_link(sock: FrameSocket, link: Link) -> None:
+async def _client_to_link(sock: FrameSocket, link: Link, max_frame: int) -> None:
     while True:
         frame = await sock.receive()
         if isinstance(frame, int):
             link.close(frame, "client closed")
             return
-        if len(frame) > MAX_MESSAGE_BYTES:
+        if len(frame) > max_frame:
             # The session refuses it (1009) from its size alone: do not carry the rest across the cluster.
-            frame = frame[: MAX_MESSAGE_BYTES + 1]
+            frame = frame[: max_frame + 1]
         link.send(frame)
 
 

@@ -10,58 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
 from roomcast.signaling.outbox import CLOSE_NORMAL, Outbox
 from roomcast.signaling.session import SignalingSession
-
-
-class FrameSocket(Protocol):
-    """A message-oriented client connection. ``receive`` returns a text or binary frame, or the close code
-    (int) once the client has gone; ``send`` raises ``ConnectionError`` when it has."""
-
-    async def accept(self) -> None: ...
-
-    async def receive(self) -> str | bytes | int: ...
-
-    async def send(self, frame: str | bytes) -> None: ...
-
-    async def close(self, code: int, reason: str) -> None: ...
-
-
-class StarletteSocket:
-    """A starlette WebSocket as a :class:`FrameSocket`."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-
-    async def accept(self) -> None:
-        await self.ws.accept()
-
-    async def receive(self) -> str | bytes | int:
-        try:
-            frame = await self.ws.receive()
-        except WebSocketDisconnect as exc:
-            return exc.code
-        if frame["type"] == "websocket.disconnect":
-            return int(frame.get("code", 1006))
-        text = frame.get("text")
-        if text is not None:
-            return str(text)
-        return bytes(frame.get("bytes") or b"")
-
-    async def send(self, frame: str | bytes) -> None:
-        try:
-            await (self.ws.send_text(frame) if isinstance(frame, str) else self.ws.send_bytes(frame))
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            raise ConnectionError(str(exc)) from None
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.ws.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.ws.close(code, reason)
+from roomcast.signaling.socket import FrameSocket, StarletteSocket
 
 
 async def serve_websocket(ws: WebSocket, session: SignalingSession) -> None:
@@ -112,3 +66,6 @@ async def _write_loop(sock: FrameSocket, outbox: Outbox) -> None:
                 return
     except ConnectionError:
         outbox.close(CLOSE_NORMAL, "gone")
+
+
+__all__ = ["FrameSocket", "StarletteSocket", "serve_session", "serve_websocket"]
