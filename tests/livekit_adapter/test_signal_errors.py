@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -168,3 +169,18 @@ async def test_a_flood_is_dropped_then_closed_and_a_huge_offer_refused(server: S
             seen.append(response.request_response.message.split(":")[0] if kind == "request_response" else kind)
     assert "pong_resp" in seen and "rate_limited" in seen and seen[-1] == "leave"
     assert ws.close_code == 1008 and ws.close_reason == "rate_limited"
+
+
+async def test_over_the_per_address_limit_a_livekit_client_reads_a_leave(artifacts: Path) -> None:
+    limited = ServerProcess(artifacts, env={"ROOMCAST_MAX_CONNECTIONS_PER_IP": "1"})
+    try:
+        first = await joined(limited)
+        second = await websockets.connect(url(limited, livekit_token("r1", "second")))
+        leave = await receive(second)  # a LeaveRequest, not a JSON error a LiveKit client cannot read
+        assert leave.leave.reason == models.DisconnectReason.JOIN_FAILURE
+        with pytest.raises(websockets.ConnectionClosed):
+            await second.recv()
+        assert second.close_code == 1008 and second.close_reason == "too_many_connections"
+        await first.close()
+    finally:
+        assert limited.stop() == 0

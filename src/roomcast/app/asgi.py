@@ -371,7 +371,11 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
 
     async def refuse(ws: WebSocket, code: str, message: str, close_code: int) -> None:
         await ws.accept()
-        await ws.send_text(msgspec.json.encode(Error(code=code, message=message, fatal=True)).decode())
+        if ws.url.path.endswith("/v1"):  # a LiveKit client reads a LeaveRequest, the reason in the close
+            reason = LkDisconnect.SERVER_SHUTDOWN if code == "server_shutting_down" else LkDisconnect.JOIN_FAILURE
+            await ws.send_bytes(LkSignalResponse(leave=LkLeave(reason=reason)).SerializeToString())
+        else:
+            await ws.send_text(msgspec.json.encode(Error(code=code, message=message, fatal=True)).decode())
         await ws.close(close_code, code)
 
     def livekit_session(client: str, media: MediaService | None) -> LiveKitSession:
