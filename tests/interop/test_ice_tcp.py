@@ -81,6 +81,7 @@ class SplittingRelay:
         self.target = target
         self.split = split
         self.pieces = 0
+        self.splits = 0  # reads cut into pieces
         self.rng = random.Random(7)
         self.server: asyncio.Server | None = None
 
@@ -98,6 +99,7 @@ class SplittingRelay:
         try:
             while data := await reader.read(65536):
                 if self.rng.random() < self.split and len(data) > 1:
+                    self.splits += 1
                     cuts = sorted(self.rng.sample(range(1, len(data)), min(3, len(data) - 1)))
                     for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
                         writer.write(data[start:end])

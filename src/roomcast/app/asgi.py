@@ -288,7 +288,12 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
             handshake_timeout=config.media_tcp_handshake_timeout,
         )
         app.state.media = await start_media(
-            media_host, config.media_port, config.public_ip or None, config.media_tcp_port, tcp_limits
+            media_host,
+            config.media_port,
+            config.public_ip or None,
+            config.media_tcp_port,
+            tcp_limits,
+            config.media_tcp_public_port,
         )
         metrics.watch_media(app.state.media)
         objects.media, objects.loop = app.state.media, asyncio.get_running_loop()
@@ -319,7 +324,11 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
             "media on udp %s:%d, ICE-TCP %s, candidates for %s",
             media_host,
             app.state.media.candidate_port,
-            f"on tcp {media_host}:{app.state.media.tcp_port}" if app.state.media.tcp_port else "off",
+            (
+                f"on tcp {media_host}:{app.state.media.tcp_listen_port} (announced {app.state.media.tcp_port})"
+                if app.state.media.tcp_port
+                else "off"
+            ),
             ", ".join(app.state.media.candidate_ips),
         )
         media = app.state.media

@@ -34,6 +34,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="media_tcp_port",
         help="TCP port for ICE over TCP, for clients whose UDP is blocked (default 7881; 0 = off)",
     )
+    p.add_argument(
+        "--media-tcp-public-port",
+        type=int,
+        dest="media_tcp_public_port",
+        help="ICE-TCP port announced to clients when a port forward maps it to --media-tcp-port (e.g. 443)",
+    )
     p.add_argument("--public-ip", dest="public_ip", help="IP announced in ICE candidates (default: the bind address)")
     p.add_argument("--media-host", dest="media_host", help="address for the media UDP socket (default: all interfaces)")
     p.add_argument("--config", help="TOML config file (also ROOMCAST_CONFIG)")
@@ -212,6 +218,7 @@ def serve(args: argparse.Namespace) -> int:
             "port": args.port,
             "media_port": args.media_port,
             "media_tcp_port": args.media_tcp_port,
+            "media_tcp_public_port": args.media_tcp_public_port,
             "public_ip": args.public_ip,
             "media_host": args.media_host,
             "max_rooms": args.max_rooms,

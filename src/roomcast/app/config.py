@@ -25,6 +25,7 @@ class Config:
     media_port: int = 7882
     # ICE over TCP (RFC 6544 passive candidates, runtime/tcp.py) for clients whose UDP is blocked; 0 = off
     media_tcp_port: int = 7881
+    media_tcp_public_port: int = 0  # announced instead, when a port forward (say 443 -> 7881) sits in front
     media_tcp_max_per_ip: int = 256  # open ICE-TCP connections per source IP (many users share an office NAT)
     media_tcp_max_handshaking_per_ip: int = 16  # of those, still without a validated STUN check
     media_tcp_max_connections: int = 1024  # open ICE-TCP connections in all
@@ -150,7 +151,7 @@ def load(
             f"ROOMCAST_API_SECRET is {len(config.api_secret.encode())} bytes; use at least {MIN_SECRET_BYTES} random "
             "bytes (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
-    for name in ("port", "media_port", "media_tcp_port"):
+    for name in ("port", "media_port", "media_tcp_port", "media_tcp_public_port"):
         if not (0 <= getattr(config, name) <= 65535):
             raise ConfigError(f"{name} {getattr(config, name)} out of range")
     if (

@@ -163,7 +163,8 @@ class MediaService:
         self.speakers = Speakers(lambda room, speakers: self.on_speakers(room, speakers))
 
     _tracks_pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
-    tcp_port: int = 0  # the ICE-TCP listener's port, announced as passive candidates (0: none)
+    tcp_port: int = 0  # the ICE-TCP port announced in passive candidates (0: none)
+    tcp_listen_port: int = 0  # where the listener is bound (the same unless a port forward maps tcp_port)
 
     @property
     def _tcp_candidates(self) -> list[tuple[str, int]]:
@@ -646,9 +647,15 @@ class MediaService:
 
 
 async def start_media(
-    host: str, port: int, public_ip: str | None, tcp_port: int = 0, tcp_limits: TcpLimits | None = None
+    host: str,
+    port: int,
+    public_ip: str | None,
+    tcp_port: int = 0,
+    tcp_limits: TcpLimits | None = None,
+    tcp_public_port: int = 0,
 ) -> MediaService:
-    """The UDP socket on ``port`` and, unless ``tcp_port`` is 0, the ICE-TCP listener on it (RFC 6544)."""
+    """The UDP socket on ``port`` and, unless ``tcp_port`` is 0, the ICE-TCP listener on it (RFC 6544),
+    announced on ``tcp_public_port`` when a port forward maps another one to it (e.g. 443)."""
     udp = await UdpEndpoint.bind(host, port)
     if not tcp_port:
         return MediaService(udp, DtlsCertificate.generate(), candidate_addresses(host, public_ip))
@@ -659,5 +666,6 @@ async def start_media(
         udp.close()
         raise
     media = MediaService(MediaEndpoint(udp, tcp), DtlsCertificate.generate(), candidate_addresses(host, public_ip))
-    media.tcp_port = tcp.port
+    media.tcp_port = tcp_public_port or tcp.port
+    media.tcp_listen_port = tcp.port
     return media
