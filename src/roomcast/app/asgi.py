@@ -40,6 +40,7 @@ from roomcast import __version__
 from roomcast.app.admin_api import AdminApi
 from roomcast.app.cluster import Cluster, LoadMeter, RoutingCollector
 from roomcast.app.cluster_api import ClusterAdmin, nodes_route
+from roomcast.app.cluster_sockets import ClusterSockets
 from roomcast.app.config import Config
 from roomcast.app.dashboard import Dashboard
 from roomcast.app.drain import Drain
@@ -50,25 +51,23 @@ from roomcast.app.object_metrics import ObjectCollector
 from roomcast.app.recordings_api import RecordingsApi, recording_service
 from roomcast.app.webhooks import WebhookCollector, Webhooks
 from roomcast.apps.rules import DataRules
-from roomcast.livekit.frames import MAX_FRAME as LIVEKIT_MAX_FRAME
-from roomcast.livekit.frames import FrameError
 from roomcast.livekit.session import LiveKitSession
 from roomcast.livekit.twirp import RoomServiceApi
-from roomcast.livekit.ws import join_request_of, run_livekit, serve_livekit, token_of, validate
+from roomcast.livekit.ws import serve_livekit, token_of, validate
 from roomcast.rooms.manager import RoomManager, client_key
 from roomcast.rooms.model import PublishedTrack, PublisherLayersEvent
 from roomcast.rooms.rate import MessageBudget
 from roomcast.rooms.resume import ResumeRegistry
-from roomcast.routing.api import Link, Routing, RoutingError
+from roomcast.routing.api import Routing, RoutingError
 from roomcast.routing.factory import make_routing
 from roomcast.rtc.service import MediaService, start_media
 from roomcast.runtime.driver import TimerDriver
 from roomcast.runtime.memory import trim_after_departures
 from roomcast.runtime.tcp import TcpLimits
 from roomcast.signaling.messages import Error, IceServer
-from roomcast.signaling.remote import Hello, LinkSocket, relay_socket
 from roomcast.signaling.session import SessionLimits, SignalingSession
-from roomcast.signaling.ws import StarletteSocket, serve_session
+from roomcast.signaling.socket import FrameSocket, StarletteSocket
+from roomcast.signaling.ws import serve_session
 from roomcast.turn.credentials import ice_servers as turn_ice_servers
 from roomcast.turn.credentials import mint_turn_credentials
 from roomcast.whip.http import WhipHttp
@@ -333,7 +332,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         )
         media = app.state.media
         cluster.meter = LoadMeter(lambda: sum(media.counters().get(k, 0) for k in ("forwarded", "retransmitted")))
-        cluster.serve_link = serve_link
+        cluster.serve_link = sockets.serve_link
         announced = ",".join(f"{ip}:{media.candidate_port}" for ip in media.candidate_ips)
         await routing.start(cluster.load, cluster.on_link, announced)
         try:
@@ -438,7 +437,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
                     await ws.close(1013)  # before the upgrade: the client tries again
                     return
                 if lk_node is not None:
-                    await relay_livekit(ws, lk_node, client)
+                    await sockets.relay_livekit(ws, lk_node, client)
                     return
                 lk = livekit_session(client, ws.app.state.media)
                 drain.add(lk)
@@ -455,7 +454,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
                 await refuse(ws, "routing_unavailable", f"cannot place the room now ({exc.message})", 1013)
                 return
             if node is not None:
-                await relay(ws, node, raw_token, client)
+                await sockets.relay(ws, node, raw_token, client)
                 return
             await run_session(StarletteSocket(ws), raw_token, client)
         finally:
@@ -463,7 +462,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
             if connections[client] <= 0:
                 del connections[client]
 
-    async def run_session(sock: StarletteSocket | LinkSocket, raw_token: str, client: str) -> None:
+    async def run_session(sock: FrameSocket, raw_token: str, client: str) -> None:
         session = SignalingSession(
             manager,
             config.keys,
@@ -482,58 +481,12 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         finally:
             drain.discard(session)
 
-    async def relay(ws: WebSocket, node: str, raw_token: str, client: str) -> None:
-        """The room lives on ``node``: carry this socket's frames there (signaling/remote.py)."""
-        try:
-            link = await cluster.connect(node, raw_token, client)
-        except RoutingError as exc:
-            metrics.count("routing_unavailable")
-            await refuse(ws, "routing_unavailable", f"cannot reach the room's node ({exc.message})", 1013)
-            return
-        metrics.count("relayed_out")
-        await relay_socket(StarletteSocket(ws), link)
+    def media_now() -> MediaService | None:
+        return app.state.media  # type: ignore[no-any-return]  # started in the lifespan
 
-    async def serve_link(link: Link, hello: Hello) -> None:
-        """A socket another node accepted for a room hosted here."""
-        metrics.count("relayed_in")
-        if hello.protocol != "livekit":
-            await run_session(LinkSocket(link), hello.token, hello.client)
-            return
-        lk = livekit_session(hello.client, app.state.media)
-        try:
-            join = join_request_of(hello.params)
-        except FrameError:
-            join = None
-        if join is None or lk.authenticate(hello.token) is not None:  # checked where it landed; again here
-            link.close(1008, "refused")
-            return
-        drain.add(lk)
-        try:
-            await run_livekit(LinkSocket(link), lk, join)
-        finally:
-            drain.discard(lk)
-
-    async def relay_livekit(ws: WebSocket, node: str, client: str) -> None:
-        """A LiveKit client for a room of another node: refused tokens never get a socket (as here), the
-        rest is relayed like the JSON protocol's sockets."""
-        params = dict(ws.query_params)
-        token = token_of(params, ws.headers)
-        try:
-            join_request_of(params)
-        except FrameError:
-            await ws.close(1008)
-            return
-        if livekit_session(client, None).authenticate(token) is not None:
-            await ws.close(1008)
-            return
-        try:
-            link = await cluster.connect(node, token, client, protocol="livekit", params=params)
-        except RoutingError:
-            metrics.count("routing_unavailable")
-            await ws.close(1013)
-            return
-        metrics.count("relayed_out")
-        await relay_socket(StarletteSocket(ws), link, max_frame=LIVEKIT_MAX_FRAME)
+    sockets: ClusterSockets = ClusterSockets(
+        cluster, metrics.count, drain, run_session, livekit_session, media_now, refuse
+    )
 
     async def healthz(request: Request) -> Response:
         status = "draining" if drain.active else "ok"
@@ -582,7 +535,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     ]
     hosts = HostCheck.from_setting(config.allowed_hosts, dev_mode=config.dev_mode)
     middleware = [Middleware(HttpPolicy, hosts=hosts), Middleware(ClusterAdmin, routing=routing)]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app: Starlette = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.manager = manager
     app.state.config = config
     app.state.metrics = metrics
