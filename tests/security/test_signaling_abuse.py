@@ -18,6 +18,7 @@ import jwt
 
 from tests.signaling.wsclient import DEV_KEY, DEV_SECRET, Client, dev_token
 from tests.support.canary import Canaries
+from tests.support.resources import ResourceOracle
 from tests.support.server import ServerProcess
 
 OFFER = json.loads((Path(__file__).parent.parent / "wire" / "fixtures" / "chromium.json").read_text())["offer"]
@@ -63,6 +64,8 @@ async def test_reoffer_flood_is_paced_by_an_mline_budget_and_others_keep_their_a
     were all negotiated: one participant took the whole core. Now the budget (m-lines per second) paces them:
     most are refused with ``rate_limited``, while another room's participant keeps getting pongs."""
     media = await canaries.sdk(server)  # O3 for media: a call in another room
+    oracle = ResourceOracle(server)
+    oracle.baseline()
     attacker, _ = await Client.joined(server.ws_base, room(), "mallory")
     canary, _ = await Client.joined(server.ws_base, room(), "canary")
     sdp = subscribe_offer(64)
@@ -107,6 +110,7 @@ async def test_reoffer_flood_is_paced_by_an_mline_budget_and_others_keep_their_a
     await media.assert_alive()
     await attacker.close()
     await canary.close()
+    await oracle.assert_back_to_baseline(rss_growth_kib=16 * 1024)  # O4
 
 
 async def test_an_identical_reoffer_gets_the_same_answer(server: ServerProcess) -> None:

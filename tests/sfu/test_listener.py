@@ -94,6 +94,11 @@ def test_gstreamer_style_offer_is_demultiplexed_by_payload_type() -> None:
     assert router.counters["unknown_ssrc"] == 0 and router.counters["ssrc_learned_by_pt"] == 2
     assert len(viewer.rtp) == 50  # and the video reaches a subscriber
     assert {struct.unpack_from("!I", p, 8)[0] for p in viewer.rtp} == {5555}
+    # another SSRC on the same payload type: the track has its SSRC, so it is unknown, not learned
+    # (it counted as both: tests/security/test_authenticated_media.py saw 1,000 "learned" for 1,000 refused)
+    for seq in range(10):
+        transport.on_rtp(rtp(96, seq, 0x5EC0))  # type: ignore[operator]
+    assert router.counters["unknown_ssrc"] == 10 and router.counters["ssrc_learned_by_pt"] == 2
 
 
 def test_a_payload_type_shared_by_two_m_lines_is_not_guessed() -> None:

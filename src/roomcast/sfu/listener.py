@@ -107,11 +107,11 @@ class Listener:
                     return None
                 break
         pt = pkt[1] & 0x7F
+        by_pt = producer is None
         if producer is None:
             producer = self.by_pt.get(pt)
             if producer is None:
                 return None
-            self.counters["ssrc_learned_by_pt"] += 1
         is_rtx = pt in self.rtx_pts.get(producer, ())
         if producer.simulcast:
             layer = self._layer_by_rid(producer, pkt, self.repaired_rid_ext_ids if is_rtx else self.rid_ext_ids)
@@ -127,11 +127,15 @@ class Listener:
                 return None
             layer.rtx_ssrc = ssrc
             self.rtx_by_ssrc[ssrc] = layer
+            if by_pt:
+                self.counters["ssrc_learned_by_pt"] += 1
             return layer
         if layer.ssrc is not None:
-            return None
+            return None  # counted by the caller (unknown_ssrc), not as learned: the layer has its SSRC
         layer.ssrc = ssrc
         self.by_ssrc[ssrc] = layer
+        if by_pt:
+            self.counters["ssrc_learned_by_pt"] += 1
         rtx = self.announced_rtx.pop(ssrc, None)
         if rtx is not None and layer.rtx_ssrc is None and rtx not in self.by_ssrc:
             layer.rtx_ssrc = rtx
