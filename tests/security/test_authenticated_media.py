@@ -205,7 +205,7 @@ def nack(media_ssrc: int, items: int) -> bytes:
 
 
 async def nacks_past_the_cap(a: Attacker) -> int:
-    ssrc = next(iter(a.consumer_ssrcs))
+    ssrc = a.media_ssrc
     return await paced(a.rtcp(a.sub, [nack(ssrc, 300)]) for _ in range(20))
 
 
@@ -249,7 +249,7 @@ async def test_nack_storm_within_the_cap_costs_a_bounded_share_of_the_server(sce
     loop whole (the canary stopped). Now what passes the budget is parsed and counted (nack_received),
     the rest is dropped unread (rtcp_rate_limited), and the server spends at most a third of a core."""
     a = scene.attacker
-    ssrc = next(iter(a.consumer_ssrcs))
+    ssrc = a.media_ssrc
     storm = nack(ssrc, 256)
     step, sent = await run_case(scene, lambda a: paced(a.rtcp(a.sub, [storm]) for _ in range(2000)))
     judge(step, sent, "rtcp_rate_limited", "B3 NACK storm (256 items)", expect_all=False)
@@ -263,7 +263,7 @@ async def test_nack_storm_within_the_cap_costs_a_bounded_share_of_the_server(sce
 async def test_pli_storm_asks_the_publisher_for_at_most_one_keyframe_per_interval(scene: Scene) -> None:
     """B3: 1,000 PLIs from the subscriber in about 0.2 s; upstream at most one per KEYFRAME_INTERVAL."""
     a = scene.attacker
-    ssrc = next(iter(a.consumer_ssrcs))
+    ssrc = a.media_ssrc
     before = a.publication.keyframe_requests
     pli = Pli(SERVER_SSRC, ssrc).serialize()
     step, sent = await run_case(scene, lambda a: paced(a.rtcp(a.sub, [pli]) for _ in range(1000)))

@@ -93,7 +93,8 @@ class Attacker:
         self.subscriber, self.sub = subscriber, sub
         self.pub = publication.conn
         self.sent: list[bytes] = []  # SRTP datagrams the publisher really sent (replay material)
-        self.consumer_ssrcs: set[int] = set()  # SSRCs the server sends the subscriber
+        self.consumer_ssrcs: set[int] = set()  # SSRCs the server sends the subscriber (RTX ones too)
+        self.consumer_ssrc: int | None = None  # the video's own: the first seen (media comes before any RTX)
         self.received = 0
         self._seq = 0
         send = self.pub.rtc.direct_send
@@ -120,11 +121,20 @@ class Attacker:
 
         def on_packet(track_sid: str, pkt: bytes) -> None:
             box[0].received += 1
-            box[0].consumer_ssrcs.add(int.from_bytes(pkt[8:12], "big"))
+            ssrc = int.from_bytes(pkt[8:12], "big")
+            box[0].consumer_ssrcs.add(ssrc)
+            if box[0].consumer_ssrc is None:
+                box[0].consumer_ssrc = ssrc
 
         sub = await subscriber.subscribe(on_packet, decrypt=False)
         box.append(cls(publisher, publication, subscriber, sub))
         return box[0]
+
+    @property
+    def media_ssrc(self) -> int:
+        """The SSRC of the video the server sends the subscriber (what its NACKs and PLIs name)."""
+        assert self.consumer_ssrc is not None
+        return self.consumer_ssrc
 
     @property
     def video_ssrc(self) -> int:
