@@ -92,7 +92,7 @@ CODES: Final[dict[str, tuple[int, str]]] = {
     # cluster (routing/, app/cluster.py, app/cluster_api.py)
     "routing_unavailable": (503, "the cluster cannot place the room or reach its node now; try again shortly"),
     "node_unreachable": (502, "the node hosting the room did not answer"),
-    # raised by the clients themselves (sdk/, web/roomcast.js, web/page.js)
+    # raised by the clients themselves (sdk/, web/sdk/*.js, web/page.js)
     "connection_failed": (502, "the signaling or media connection failed"),
     "connection_timeout": (504, "the media connection was not established in time"),
     "not_connected": (409, "the room is not connected"),

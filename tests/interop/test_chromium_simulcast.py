@@ -29,6 +29,7 @@ from tests.support.server import free_port
 pytestmark = pytest.mark.browser
 
 PUBLISH = """async ({room}) => {
+  await Roomcast.ready;  // the classic shim: classes such as ServerPeer once the modules loaded
   const token = await Roomcast.devToken(room, 'publisher');
   const r = await Roomcast.connect(location.origin, token, {iceServers: []});
   const stream = await navigator.mediaDevices.getUserMedia(

@@ -45,7 +45,7 @@ from roomcast.app.config import Config
 from roomcast.app.dashboard import Dashboard
 from roomcast.app.drain import Drain
 from roomcast.app.http_guard import ConnectionGuard, GuardLimits, socket_budget
-from roomcast.app.http_policy import HostCheck, HttpPolicy, page_csp
+from roomcast.app.http_policy import HostCheck, HttpPolicy, ScriptFiles, page_csp
 from roomcast.app.login import PageLogin
 from roomcast.app.object_metrics import ObjectCollector
 from roomcast.app.recordings_api import RecordingsApi, recording_service
@@ -523,7 +523,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         Route("/rtc/validate", livekit_validate),
         Route("/rtc/v1/validate", livekit_validate),
         Route("/twirp/livekit.RoomService/{method}", twirp.handle, methods=["POST"]),
-        Route("/sdk/roomcast.js", page("roomcast.js")),
+        Route("/sdk/roomcast.js", page("roomcast.js")),  # the classic-script shim over the modules below
+        Mount("/sdk", app=ScriptFiles(directory=WEB_DIR / "sdk"), name="sdk"),  # ES modules, no build step
         Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         *admin.routes(),
         *recordings_api.routes(),

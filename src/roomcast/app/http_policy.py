@@ -18,11 +18,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import os
 import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -70,6 +73,21 @@ def page_csp(path: Path) -> str:
     """The CSP of a page file (recomputed when the file changes)."""
     stat = path.stat()
     return _cached_csp(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+class ScriptFiles(StaticFiles):
+    """The JS SDK's ES modules (``/sdk/*.js``): a JavaScript type whatever the host's ``mimetypes`` says (with
+    ``nosniff``, a browser refuses a module served as anything else) and ``no-cache``, so after an upgrade a
+    browser never mixes cached modules of the old version with new ones."""
+
+    def file_response(
+        self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        if str(full_path).endswith(".js"):
+            response.headers["content-type"] = "text/javascript; charset=utf-8"
+        response.headers["cache-control"] = "no-cache"
+        return response
 
 
 def split_host(header: str) -> str:

@@ -1,8 +1,9 @@
 """The signaling schema: every message on ``WS /rtc``, typed and versioned.
 
-One module holds the whole protocol so the JS SDK (``web/roomcast.js``) can mirror it. Each message is a
-JSON object with a ``type`` tag and the protocol version ``v``. Input is capped in size and nesting depth
-*before* it is parsed, so a hostile client cannot make the decoder do unbounded work.
+One module holds the whole protocol so the JS SDK can mirror it (``web/sdk/protocol.js``, compared with this
+module by ``tests/signaling/test_protocol_js.py``). Each message is a JSON object with a ``type`` tag and
+the protocol version ``v``. Input is capped in size and nesting depth *before* it is parsed, so a hostile
+client cannot make the decoder do unbounded work.
 """
 
 from __future__ import annotations
