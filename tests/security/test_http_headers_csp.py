@@ -48,7 +48,8 @@ INJECT = """() => {
 
 def test_security_headers_on_every_response(server: ServerProcess) -> None:
     paths = ["/", "/call", "/chat", "/echo", "/stream", "/live", "/classroom", "/iot"]
-    other = ["/sdk/roomcast.js", "/static/style.css", "/static/page.js", "/healthz", "/metrics", "/api/rooms", "/nope"]
+    other = ["/sdk/roomcast.js", "/sdk/index.js", "/sdk/room.js", "/static/style.css", "/static/page.js"]
+    other += ["/healthz", "/metrics", "/api/rooms", "/nope"]
     for path in paths + other:
         res = httpx.get(server.base + path)
         assert res.headers.get("x-frame-options") == "DENY", path
