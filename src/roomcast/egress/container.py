@@ -22,6 +22,8 @@ from roomcast.errors import CodedError
 
 VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
+NOMINAL_FPS = 60  # declared (Matroska DefaultDuration): players and ffmpeg's frame-rate guess use it; frames
+# themselves keep their own timestamps (variable frame rate)
 FORMATS = {"vp8": ("webm", ".webm"), "h264": ("matroska", ".mkv"), None: ("ogg", ".ogg")}
 
 
@@ -70,7 +72,7 @@ class ContainerFile:
                 size = vp8_size(keyframe or b"")
                 if size is None:
                     raise RecordingError("recording_bad_stream", "the first VP8 frame is not a key frame")
-                stream = out.add_mux_stream("vp8", width=size[0], height=size[1])
+                stream = out.add_mux_stream("vp8", rate=NOMINAL_FPS, width=size[0], height=size[1])
                 stream.time_base = VIDEO_TIME_BASE
                 self._streams["video"] = stream
             elif self.video == "h264":
@@ -92,6 +94,7 @@ class ContainerFile:
                 if not template.codec_context.extradata or not template.codec_context.width:
                     raise RecordingError("recording_bad_stream", "the first H.264 keyframe carries no SPS/PPS")
                 stream = out.add_stream_from_template(template)
+                stream.codec_context.framerate = Fraction(NOMINAL_FPS)
         except av.FFmpegError as exc:
             raise RecordingError("recording_bad_stream", f"cannot read the H.264 keyframe: {exc}") from None
         stream.time_base = VIDEO_TIME_BASE

@@ -37,6 +37,11 @@ READY_WAIT = 1.0  # seconds of frames before starting without sender reports
 KEYFRAME_RETRY = 0.5  # seconds between keyframe requests while one is awaited
 AUDIO_LEAD = 100  # Opus frames (2 s) kept before the file starts
 TRACKS_WAIT = 10.0  # seconds for the recorder's own participant to see the tracks it records
+# Capture timestamps are irregular (a loaded sender stamps two frames 1 ms apart): a video frame closer than
+# this to the previous one is moved to this distance (at most 25 ms), so that with the nominal rate the file
+# declares (container.NOMINAL_FPS) no two frames fall into one frame slot of a tool that resamples to it
+# (``ffmpeg -i file -f null -`` reports "non monotonically increasing dts" otherwise).
+MIN_VIDEO_STEP = 90000 // 40
 RATES = {"video": 90000, "audio": 48000}
 MEDIA_PTS = frozenset(PAYLOAD_TYPES.values())
 RECORDER_SSRC = 0x52454331  # "REC1": the sender SSRC of our feedback
@@ -62,7 +67,7 @@ class ParticipantRecorder:
         self._join = join
         self._on_failed = on_failed
         self.clocks = {kind: TrackClock(RATES[kind]) for kind in self.kinds.values()}
-        self.timeline = Timeline(self.clocks)
+        self.timeline = Timeline(self.clocks, {"video": MIN_VIDEO_STEP})
         self.file: ContainerFile | None = None
         self.state = "starting"  # -> recording -> finished | failed
         self.error: str | None = None
@@ -94,7 +99,9 @@ class ParticipantRecorder:
                 self.room.tracks_changed.clear()
                 await self.room.tracks_changed.wait()
         if self.state == "starting":
-            self._conn = await self.room.subscribe(self._on_packet, on_frame=self._on_frame, tracks=list(self.kinds))
+            self._conn = await self.room.subscribe(
+                self._on_packet, on_frame=self._on_frame, tracks=list(self.kinds), nack=True
+            )
             self._conn.rtc.on_rtcp = self._on_rtcp
         if self.state != "starting":  # stopped while joining
             await self.room.close()
@@ -246,6 +253,19 @@ class ParticipantRecorder:
                 await self.room.close()
             self.room = None
 
+    def _counters(self) -> dict[str, int]:
+        counters = dict(self.counters)
+        counters["video_retimed"] = self.timeline.retimed
+        recovery = self._conn.recovery if self._conn is not None else None
+        if recovery is not None:
+            counters["nacked"], counters["retransmitted"] = recovery.nacked, recovery.recovered
+        if self.room is not None:
+            for sid, assembler in self.room.frame_assemblers.items():
+                kind = self.kinds.get(sid, "?")
+                counters[f"{kind}_lost_packets"] = assembler.stats.lost_packets
+                counters[f"{kind}_dropped_frames"] = assembler.stats.dropped_frames
+        return counters
+
     def info(self) -> dict[str, Any]:
         size = 0
         path = self.path
@@ -261,5 +281,5 @@ class ParticipantRecorder:
             "size": size,
             "sender_clock": self.timeline.use_sr,
             "error": self.error,
-            "counters": dict(self.counters),
+            "counters": self._counters(),
         }

@@ -84,8 +84,10 @@ class Timeline:
     A track without frames at :meth:`begin` is placed by its first frame's mapping when it comes.
     """
 
-    def __init__(self, clocks: dict[str, TrackClock]) -> None:
+    def __init__(self, clocks: dict[str, TrackClock], min_step: dict[str, int] | None = None) -> None:
         self.clocks = clocks
+        self.min_step = min_step or {}  # track -> the least pts step (a frame closer is moved that far)
+        self.retimed = 0
         self.use_sr = False
         self._origin: dict[bool, float] = {}  # use_sr -> the origin on that wall clock
         self._offsets: dict[str, int] = {}  # track -> pts of its extended timestamp 0
@@ -128,8 +130,13 @@ class Timeline:
             if offset is None:
                 return None
         pts = offset + ext
-        if pts < 0 or pts <= self._last.get(track, -1):
+        last = self._last.get(track, -1)
+        if pts < 0 or pts <= last:
             return None
+        step = self.min_step.get(track, 0)
+        if last >= 0 and pts < last + step:
+            pts = last + step
+            self.retimed += 1
         self._last[track] = pts
         return pts
 

@@ -38,6 +38,7 @@ from roomcast.proto.webrtc import (
 )
 from roomcast.sdk.frames import CODECS, Frame, FrameAssembler
 from roomcast.sdk.offer import PAYLOAD_TYPES, VIDEO_CODECS, OfferedTrack, client_offer
+from roomcast.sdk.recovery import Recovery
 from roomcast.signaling import messages as schema
 from roomcast.wire import ParseError
 from roomcast.wire.envelope import CHUNK, LABEL_LOSSY, LABEL_RELIABLE, decode_envelope, encode_envelope
@@ -64,6 +65,7 @@ class MediaConnection(asyncio.DatagramProtocol):
         self.sctp_backlog: list[Any] = []  # events that arrive before anyone listens (handshake races)
         self.on_sctp: Callable[[Any], None] = self.sctp_backlog.append
         self.udp: asyncio.DatagramTransport | None = None
+        self.recovery: Recovery | None = None  # subscribe(nack=True)
         self.connected = asyncio.get_running_loop().create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None  # the poll_timeout() the timer was armed for
@@ -402,12 +404,14 @@ class Room:
         on_frame: FrameCallback | None = None,
         decrypt: bool = True,
         tracks: Collection[str] | None = None,
+        nack: bool = False,
     ) -> MediaConnection:
         """Receive every track published by others (or only the sids in ``tracks``), as packets
         (``on_packet(track_sid, rtp)``; with ``decrypt=False`` only the clear RTP header is meaningful)
         and/or as whole frames (``on_frame``, reassembled by a :class:`FrameAssembler` per track; its
         counters in :attr:`frame_assemblers`). Video is offered as VP8 and H.264: the server sends what
-        the publisher sent. RTCP from the server (sender reports) reaches ``conn.rtc.on_rtcp``."""
+        the publisher sent. RTCP from the server (sender reports) reaches ``conn.rtc.on_rtcp``. With ``nack``,
+        lost packets are asked for again and retransmissions put back in place (:mod:`roomcast.sdk.recovery`)."""
         if on_packet is None and on_frame is None:
             raise ValueError("subscribe needs on_packet, on_frame or both")
         if on_frame is not None and not decrypt:
@@ -431,8 +435,14 @@ class Room:
                 if codec.mime in CODECS:
                     codec_by_pt[codec.payload_type] = codec.mime
         assemblers = self.frame_assemblers
+        recovery = conn.recovery = Recovery(answer, conn.send_rtcp) if nack and decrypt else None
 
         def deliver(pkt: bytes) -> None:
+            if recovery is not None:
+                recovered = recovery.process(pkt, time.monotonic())
+                if recovered is None:
+                    return
+                pkt = recovered
             ssrc = int.from_bytes(pkt[8:12], "big")
             track_sid = by_ssrc.get(ssrc, "")
             if on_packet is not None:
