@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,8 @@ from tests.egress.conftest import (
     wait_recording,
 )
 from tests.signaling.wsclient import dev_token
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, free_port
+from tests.webhooks.test_webhooks import Receiver, verify
 from tests.whip.conftest import ffmpeg_publisher, mint
 
 
@@ -87,10 +89,22 @@ def opus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def hooked_server(artifacts: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, Receiver]]:
+    receiver = Receiver(free_port())
+    receiver.start()
+    server = ServerProcess(
+        artifacts, args=["--recordings-dir", str(tmp_path), "--webhook-url", f"http://127.0.0.1:{receiver.port}/hook"]
+    )
+    yield server, receiver
+    assert server.stop() == 0, server.log()[-3000:]
+    receiver.stop()
+
+
 async def test_audio_only_participant_to_ogg_and_the_room_empties(
-    recording_server: ServerProcess, opus_file: Path
+    hooked_server: tuple[ServerProcess, Receiver], opus_file: Path
 ) -> None:
-    server = recording_server
+    server, receiver = hooked_server
     room = "rec-ogg-" + uuid.uuid4().hex[:6]
     speaker = await connect(server.ws_base, dev_token(room, "speaker"))
     publication = await speaker.publish(["audio"])
@@ -119,6 +133,17 @@ async def test_audio_only_participant_to_ogg_and_the_room_empties(
         assert time.monotonic() < deadline, "the recorders kept the empty room alive"
         await asyncio.sleep(0.1)
     assert [r["id"] for r in api(server, "GET", f"{room}/recordings").json()["recordings"]] == [rec_id]
+    # the webhooks, signed, in order, the finished one with the file's path
+    events = await asyncio.to_thread(
+        receiver.wait_for, lambda evs: any(e["event"] == "recording_finished" for e in evs)
+    )
+    mine = [e for e in events if e["event"].startswith("recording_")]
+    assert [e["event"] for e in mine] == ["recording_started", "recording_finished"], mine
+    assert {e["recording"]["id"] for e in mine} == {rec_id}
+    assert mine[1]["recording"]["path"] == path and mine[1]["room"] == {"name": room}
+    with receiver.lock:
+        for _, headers, body in receiver.received:
+            verify(headers["authorization"], body)
 
 
 def test_full_disk_stops_the_recording_not_the_room(artifacts: Path, tmp_path: Path) -> None:
