@@ -32,6 +32,7 @@ from roomcast.rtc.api import MediaError, OfferContext, TrackSettings
 from roomcast.rtc.dynacast import Dynacast
 from roomcast.rtc.peer import peer_direction
 from roomcast.rtc.preferences import wanted_layer
+from roomcast.rtc.schedule import RoomSchedule
 from roomcast.rtc.speakers import Speakers
 from roomcast.runtime.tcp import MediaEndpoint, TcpEndpoint, TcpLimits
 from roomcast.runtime.udp import UdpEndpoint
@@ -161,6 +162,7 @@ class MediaService:
     def __post_init__(self) -> None:
         self.dynacast = Dynacast(lambda room, owner, track, rids: self.on_publisher_layers(room, owner, track, rids))
         self.speakers = Speakers(lambda room, speakers: self.on_speakers(room, speakers))
+        self.schedule = RoomSchedule(self._room_work, self.clock)
 
     _tracks_pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     tcp_port: int = 0  # the ICE-TCP port announced in passive candidates (0: none)
@@ -499,6 +501,7 @@ class MediaService:
                 if not router.participants:
                     self.dynacast.forget_room(room)
                     self.speakers.forget_room(room)
+                    self.schedule.forget(room)
                     self.retired.update(router.counters)
                     del self.routers[room]
 
@@ -602,10 +605,14 @@ class MediaService:
                 return
         router = self.routers.get(owned.room)
         if router is not None:
-            now = self.clock()
-            router.tick(now)
-            self.dynacast.tick(router, now)
-            self.speakers.tick(router, now)
+            self._room_work(router, self.clock())
+            self.schedule.poke(router)
+
+    def _room_work(self, router: Router, now: float) -> None:
+        """A room's periodic work: after input, and when its timer fires with no input (rtc/schedule.py)."""
+        router.tick(now)
+        self.dynacast.tick(router, now)
+        self.speakers.tick(router, now)
 
     @staticmethod
     def _counters_of(owned: _Owned) -> Counter[str]:

@@ -48,6 +48,7 @@ from roomcast.wire.twcc import transport_seq_at
 SERVER_SSRC = 1
 NACK_INTERVAL = 0.02
 REPORT_INTERVAL = 1.0
+SCHEDULED_TICK = 0.25  # s: the longest periodic work waits with no input (rtc/schedule.py; idle rooms: 4 wakeups/s)
 # The REMB every publisher gets with its receiver reports (draft-alvestrand-rmcat-remb), a ceiling rather than
 # an estimate. Without it a libwebrtc sender that has no transport-cc feedback starts at 300 kbit/s and climbs
 # 8 %/s on receiver reports alone, so its top simulcast layer starts seconds late (a 720p `f` layer after about
@@ -389,6 +390,16 @@ class Router:
             if lost:
                 self.counters["nack_sent"] += 1
                 transport.send_rtcp(GenericNack(SERVER_SSRC, layer.ssrc, tuple(lost)).serialize())
+
+    def poll_timeout(self) -> float | None:
+        """When periodic work is due with no input at all (a publisher gone quiet still gets its receiver
+        reports, NACK retries and probes run on time); input ticks sooner. None: a room without media."""
+        if not self.participants:
+            return None
+        return self._last_tick + SCHEDULED_TICK  # never ticked: -inf, due at once
+
+    def handle_timeout(self, now: float) -> None:
+        self.tick(now)
 
     def tick(self, now: float) -> None:
         """Periodic work driven by the runtime: upstream NACK retries, receiver reports to publishers.
