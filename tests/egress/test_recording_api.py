@@ -187,3 +187,31 @@ async def _full_disk(server: ServerProcess, room: str) -> None:
         print("full disk:", info["error"], info["files"][0]["size"], "bytes")
     finally:
         await viewer.close()
+
+
+async def test_room_option_record_true(recording_server: ServerProcess, server: ServerProcess, opus_file: Path) -> None:
+    """``record: true`` at creation: the first publisher is recorded without a POST; refused without a directory."""
+    room = "rec-auto-" + uuid.uuid4().hex[:6]
+    refused = httpx.post(f"{server.base}/api/rooms", json={"name": room, "record": True}, auth=AUTH)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "recordings_disabled")
+    created = httpx.post(f"{recording_server.base}/api/rooms", json={"name": room, "record": True}, auth=AUTH)
+    assert created.status_code == 201 and created.json()["record"] is True, created.text
+    assert api(recording_server, "GET", f"{room}/recordings").json() == {"recordings": []}  # nobody publishes yet
+    speaker = await connect(recording_server.ws_base, dev_token(room, "speaker"))
+    publication = await speaker.publish(["audio"])
+    streaming = asyncio.create_task(stream_ogg(publication, str(opus_file)))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            recs = api(recording_server, "GET", f"{room}/recordings").json()["recordings"]
+            if any(f["state"] == "recording" for r in recs for f in r["files"]):
+                break
+            assert time.monotonic() < deadline, f"record: true never recorded: {recs}"
+            await asyncio.sleep(0.1)  # polling the API with a deadline
+        assert len(recs) == 1, recs
+        info = await asyncio.to_thread(stop_recording, recording_server, room, recs[0]["id"])
+    finally:
+        streaming.cancel()
+        await speaker.close()
+    assert info["path"].endswith("-speaker.ogg") and info["size"] > 0, info
+    assert decode_errors(info["path"]) == ""

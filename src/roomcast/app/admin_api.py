@@ -48,6 +48,7 @@ class CreateRoom(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     max_participants: int | None = None
     mode: Literal["sfu", "p2p"] | None = None
+    record: bool = False  # record every publisher from the first on (needs --recordings-dir)
 
 
 class MintToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -99,6 +100,7 @@ class AdminApi:
         self.clock = clock
         self.room_stats: Callable[[str], dict[str, object] | None] = lambda room: None
         self.dev_tokens = True  # off when the pages have a login (app/login.py)
+        self.auto_record: Callable[[str], None] | None = None  # a room created with record: true (recordings on)
 
     def routes(self) -> list[Route]:
         a = self._authed
@@ -199,8 +201,12 @@ class AdminApi:
         body: CreateRoom = await self._body(request, CreateRoom)
         if not caller.may(body.name):
             return error(403, "permission_denied", f"token is an admin of {caller.room!r} only")
+        if body.record and self.auto_record is None:
+            raise RoomError("recordings_disabled", "record: true needs a server started with --recordings-dir")
         room = self.manager.create_room(body.name, self.clock(), max_participants=body.max_participants, mode=body.mode)
-        return JSONResponse(room_json(room), status_code=201)
+        if body.record and self.auto_record is not None:
+            self.auto_record(room.name)
+        return JSONResponse({**room_json(room), "record": body.record}, status_code=201)
 
     async def get_room(self, request: Request, caller: Caller) -> Response:
         return JSONResponse(room_json(self._room(request.path_params["room"])))

@@ -55,7 +55,7 @@ from roomcast.livekit.session import LiveKitSession
 from roomcast.livekit.twirp import RoomServiceApi
 from roomcast.livekit.ws import serve_livekit, token_of, validate
 from roomcast.rooms.manager import RoomManager, client_key
-from roomcast.rooms.model import PublishedTrack, PublisherLayersEvent
+from roomcast.rooms.model import Participant, PublishedTrack, PublisherLayersEvent, Room
 from roomcast.rooms.rate import MessageBudget
 from roomcast.rooms.resume import ResumeRegistry
 from roomcast.routing.api import Routing, RoutingError
@@ -247,7 +247,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     metrics = Metrics(manager)
     webhook_urls = [url.strip() for url in config.webhook_urls.split(",") if url.strip()]
     webhooks = Webhooks(webhook_urls, config.api_key, config.api_secret, clock=clock)
-    manager.on_lifecycle = webhooks.lifecycle
     metrics.registry.register(WebhookCollector(webhooks))
     guard = ConnectionGuard(
         GuardLimits(
@@ -260,6 +259,15 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
     admin = AdminApi(config, manager, clock)
     recordings = recording_service(config, clock, webhooks.recording)
     recordings_api = RecordingsApi(admin, recordings, clock)
+    if recordings is not None:
+        admin.auto_record = recordings.auto.add
+
+    def lifecycle(name: str, room: Room, participant: Participant | None, reason: str) -> None:
+        webhooks.lifecycle(name, room, participant, reason)
+        if name == "room_finished" and recordings is not None:
+            recordings.room_finished(room.name)
+
+    manager.on_lifecycle = lifecycle
     limits = SessionLimits(join_timeout=config.join_timeout, messages_per_second=config.messages_per_second)
     resume = ResumeRegistry(manager, config.resume_window)
     resume_timer = TimerDriver(resume, clock)
@@ -300,6 +308,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         def tracks_changed(room: str, tracks: list[PublishedTrack]) -> None:
             manager.broadcast_tracks(room, tracks)
             webhooks.tracks_changed(manager.rooms.get(room), room, tracks)
+            if recordings is not None:
+                recordings.tracks_changed(room, bool(tracks))
 
         app.state.media.on_tracks_changed = tracks_changed
         app.state.media.on_speakers = manager.broadcast_speakers

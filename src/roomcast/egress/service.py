@@ -89,6 +89,8 @@ class RecordingService:
         self.clock = clock
         self.on_event: EventSink = on_event or (lambda name, info: None)
         self.recordings: dict[str, dict[str, Recording]] = {}  # room -> id -> recording
+        self.auto: set[str] = set()  # rooms created with record: true
+        self._auto_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ API
 
@@ -128,6 +130,32 @@ class RecordingService:
         for recs in list(self.recordings.values()):
             for rec in list(recs.values()):
                 await self._finish(rec, "server_stopped")
+
+    # ------------------------------------------------------------------ record: true
+
+    def tracks_changed(self, room: str, publishing: bool) -> None:
+        """A room option ``record: true`` room has tracks: record it unless a recording is already running."""
+        if room not in self.auto or not publishing:
+            return
+        if any(r.state in ("starting", "recording") for r in self.of_room(room)):
+            return
+        placeholder = Recording("RC_pending", room, self.clock())  # no second start while this one joins
+        self.recordings.setdefault(room, {})[placeholder.id] = placeholder
+
+        async def run() -> None:
+            try:
+                await self.start(room)
+            except CodedError as exc:
+                log.warning("record: true room %s not recorded: %s", room, exc.message)
+            finally:
+                self.recordings.get(room, {}).pop(placeholder.id, None)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._auto_tasks.add(task)
+        task.add_done_callback(self._auto_tasks.discard)
+
+    def room_finished(self, room: str) -> None:
+        self.auto.discard(room)
 
     # ------------------------------------------------------------------ following the room
 
