@@ -33,7 +33,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from roomcast import __version__
@@ -535,7 +534,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time, routin
         Route("/twirp/livekit.RoomService/{method}", twirp.handle, methods=["POST"]),
         Route("/sdk/roomcast.js", page("roomcast.js")),  # the classic-script shim over the modules below
         Mount("/sdk", app=ScriptFiles(directory=WEB_DIR / "sdk"), name="sdk"),  # ES modules, no build step
-        Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
+        Mount("/static", app=ScriptFiles(directory=WEB_DIR), name="static"),  # page.js is a module too
         *admin.routes(),
         *recordings_api.routes(),
         nodes_route(admin, routing),

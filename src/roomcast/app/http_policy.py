@@ -76,9 +76,10 @@ def page_csp(path: Path) -> str:
 
 
 class ScriptFiles(StaticFiles):
-    """The JS SDK's ES modules (``/sdk/*.js``): a JavaScript type whatever the host's ``mimetypes`` says (with
-    ``nosniff``, a browser refuses a module served as anything else) and ``no-cache``, so after an upgrade a
-    browser never mixes cached modules of the old version with new ones."""
+    """The JS SDK's ES modules (``/sdk/*.js``) and the pages' files (``/static/``; ``page.js`` is a module):
+    a JavaScript type whatever the host's ``mimetypes`` says (with ``nosniff``, a browser refuses a module
+    served as anything else) and ``no-cache``, so after an upgrade a browser never mixes cached modules of the
+    old version with new ones."""
 
     def file_response(
         self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200
