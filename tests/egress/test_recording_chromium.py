@@ -34,17 +34,24 @@ async def test_chromium_call_recorded_per_participant(recording_server: ServerPr
     await frames_decoded(alice, 10)
     await frames_decoded(bob, 10)
     rec_id = await asyncio.to_thread(start_recording, server, room)
-    await asyncio.to_thread(wait_recording, server, room, rec_id, 2)  # both files began (their first keyframe)
-    began = time.monotonic()
+    began: dict[str, float] = {}  # participant -> when its file was first seen begun (its first keyframe)
+    deadline = time.monotonic() + 20
+    while len(began) < 2:
+        info = await asyncio.to_thread(wait_recording, server, room, rec_id, 1)
+        for f in info["files"]:
+            began.setdefault(f["participant"], time.monotonic())
+        assert time.monotonic() < deadline, info
+        await asyncio.sleep(0.05)  # polling the API with a deadline
     await asyncio.sleep(SECONDS)  # the length of the recording, not a wait for an event
     decoded = await frames_decoded(bob, 1)
     info = await asyncio.to_thread(stop_recording, server, room, rec_id)
-    wall = time.monotonic() - began
+    ended = time.monotonic()
     assert await wait_stat(alice, AUDIO_PACKETS, 1) > 0
     assert await frames_decoded(bob, decoded + 10) > decoded, "the call stalled while it was recorded"
     files = {f["participant"]: f for f in info["files"]}
     assert sorted(files) == ["alice", "bob"], info
     for who, f in files.items():
+        wall = ended - began[who]
         path = f["path"]
         assert path.endswith(".webm") and f["state"] == "finished", f
         probe = ffprobe(path)
