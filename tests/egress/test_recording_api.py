@@ -4,6 +4,7 @@ participant into Ogg; the room empties, the recording ends and the room goes), a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 import uuid
@@ -215,3 +216,28 @@ async def test_room_option_record_true(recording_server: ServerProcess, server: 
         await speaker.close()
     assert info["path"].endswith("-speaker.ogg") and info["size"] > 0, info
     assert decode_errors(info["path"]) == ""
+
+
+async def test_sigterm_finishes_the_files(artifacts: Path, tmp_path: Path, opus_file: Path) -> None:
+    """A server stopped (SIGTERM) while it records finishes the recording (logged), exits 0 without a traceback,
+    and leaves a file that decodes."""
+    server = ServerProcess(artifacts, args=["--recordings-dir", str(tmp_path)])
+    room = "rec-term-" + uuid.uuid4().hex[:6]
+    speaker = await connect(server.ws_base, dev_token(room, "speaker"))
+    publication = await speaker.publish(["audio"])
+    streaming = asyncio.create_task(stream_ogg(publication, str(opus_file)))
+    try:
+        rec_id = await asyncio.to_thread(start_recording, server, room)
+        info = await asyncio.to_thread(wait_recording, server, room, rec_id)
+        await asyncio.sleep(2)  # some recording
+        code = await asyncio.to_thread(server.stop)
+    finally:
+        streaming.cancel()
+        with contextlib.suppress(Exception):
+            await speaker.close()
+    assert code == 0, server.log()[-3000:]
+    assert "Traceback" not in server.log(), server.log()[-5000:]
+    assert f"recording {rec_id} of {room} finished" in server.log(), server.log()[-3000:]
+    path = info["files"][0]["path"]
+    assert decode_errors(path) == ""
+    assert float(ffprobe(path)["format"]["duration"]) > 1.5
