@@ -29,6 +29,8 @@ def test_relayed_offer_uses_from_on_the_wire() -> None:
         ('{"type": 7, "v": 1}', "unknown_type"),
         ('{"type": "offer", "v": 1}', "invalid_message"),
         ('{"type": "offer", "v": 1, "sdp": 5}', "invalid_message"),
+        ('{"type": "track_settings", "v": 1, "track_sid": 5}', "invalid_message"),  # every type is known
+        ('{"type": "moderate", "v": 1, "identity": "a", "action": "explode"}', "invalid_message"),
         ('{"type": "ping", "v": 2}', "unsupported_version"),
         ('{"type": "data", "v": 1, "payload": "' + "x" * (m.MAX_DATA_PAYLOAD + 1) + '"}', "data_too_large"),
         ("[" * 100 + "]" * 100, "too_deep"),

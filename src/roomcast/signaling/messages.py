@@ -9,7 +9,7 @@ client cannot make the decoder do unbounded work.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
@@ -261,7 +261,9 @@ ServerMessage = (
 _client_decoder = msgspec.json.Decoder(ClientMessage)
 _encoder = msgspec.json.Encoder()
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_KNOWN_TYPES = frozenset({"join", "offer", "answer", "ice_candidate", "data", "mute", "moderate", "leave", "ping"})
+# every client message's tag, from the union itself (a hand-kept list missed track_settings: its malformed
+# messages were answered unknown_type instead of invalid_message)
+_KNOWN_TYPES = frozenset(str(t.__struct_config__.tag) for t in get_args(ClientMessage))
 
 
 def json_depth(raw: bytes) -> int:
