@@ -38,7 +38,9 @@ async def test_recording_under_loss_decodes(recording_server: ServerProcess, new
     try:
         impairment.set_loss(LOSS)
         rec_id = await asyncio.to_thread(start_recording, server, room)
-        await asyncio.to_thread(wait_recording, server, room, rec_id, 1, 30)
+        # both files (host and viewer) began: under this loss a recorder's own WebSocket connect can take
+        # seconds (TCP SYN retransmissions on the impaired loopback)
+        await asyncio.to_thread(wait_recording, server, room, rec_id, 2, 40)
         began = time.monotonic()
         await asyncio.sleep(SECONDS)  # the length of the recording, not a wait for an event
         dropped = impairment.dropped()
