@@ -8,7 +8,6 @@ session speaks; this loop only moves frames.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 
 from livekit.protocol import rtc
@@ -19,8 +18,7 @@ from starlette.websockets import WebSocket
 from roomcast.errors import http_status
 from roomcast.livekit.frames import MAX_FRAME, FrameError, decode_join_request
 from roomcast.livekit.session import LiveKitSession
-from roomcast.signaling.outbox import CLOSE_NORMAL, Outbox
-from roomcast.signaling.socket import FrameSocket, StarletteSocket
+from roomcast.signaling.socket import FrameSocket, StarletteSocket, stop_writer, write_outbox
 
 
 def token_of(params: Mapping[str, str], headers: Mapping[str, str]) -> str:
@@ -77,16 +75,13 @@ async def serve_livekit(ws: WebSocket, session: LiveKitSession) -> None:
 async def run_livekit(sock: FrameSocket, session: LiveKitSession, join: rtc.JoinRequest) -> None:
     """The session over an accepted socket: this node's WebSocket, or one relayed from another node of the
     cluster (the token was checked and the join request decoded where the client connected, and again here)."""
-    writer = asyncio.create_task(_write_loop(sock, session.outbox))
+    writer = asyncio.create_task(write_outbox(sock, session.outbox))
     try:
         if session.start(join):
             await _read_loop(sock, session)
     finally:
         session.finish()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer, timeout=5)
-        if not writer.done():
-            writer.cancel()
+        await stop_writer(writer)
 
 
 async def _read_loop(sock: FrameSocket, session: LiveKitSession) -> None:
@@ -102,21 +97,6 @@ async def _read_loop(sock: FrameSocket, session: LiveKitSession) -> None:
             session.handle_text()
             continue
         session.handle_bytes(frame)
-
-
-async def _write_loop(sock: FrameSocket, outbox: Outbox) -> None:
-    try:
-        while True:
-            await outbox.wakeup.wait()
-            outbox.wakeup.clear()
-            while outbox.items:
-                await sock.send(outbox.pop())
-            if outbox.close_with is not None:
-                code, reason = outbox.close_with
-                await sock.close(code, reason)
-                return
-    except ConnectionError:
-        outbox.close(CLOSE_NORMAL, "gone")
 
 
 __all__ = ["MAX_FRAME", "run_livekit", "serve_livekit", "validate"]

@@ -1,14 +1,17 @@
 """A client connection as frames (shared by the adapters: the JSON loop in ``ws.py``, the LiveKit loop, and
 the relayed connections of ``remote.py``): ``receive`` a text or binary frame or the close code, ``send``,
-``close``. Imports nothing of ours.
+``close``; and the one loop that drains an adapter's outbox into it. Imports only ``outbox.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from roomcast.signaling.outbox import CLOSE_NORMAL, Outbox
 
 
 class FrameSocket(Protocol):
@@ -55,3 +58,27 @@ class StarletteSocket:
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self.ws.close(code, reason)
+
+
+async def write_outbox(sock: FrameSocket, outbox: Outbox) -> None:
+    """Send what the session queued, in order, until it asks to close (or the client is gone)."""
+    try:
+        while True:
+            await outbox.wakeup.wait()
+            outbox.wakeup.clear()
+            while outbox.items:
+                await sock.send(outbox.pop())
+            if outbox.close_with is not None:
+                code, reason = outbox.close_with
+                await sock.close(code, reason)
+                return
+    except ConnectionError:
+        outbox.close(CLOSE_NORMAL, "gone")
+
+
+async def stop_writer(writer: asyncio.Task[None]) -> None:
+    """Let the writer send the session's last frames and its close (at most 5 s), then stop it."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer, timeout=5)
+    if not writer.done():
+        writer.cancel()

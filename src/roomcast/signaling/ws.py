@@ -9,13 +9,11 @@ participant with the same session whichever node accepted its socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from starlette.websockets import WebSocket
 
-from roomcast.signaling.outbox import CLOSE_NORMAL, Outbox
 from roomcast.signaling.session import SignalingSession
-from roomcast.signaling.socket import FrameSocket, StarletteSocket
+from roomcast.signaling.socket import FrameSocket, StarletteSocket, stop_writer, write_outbox
 
 
 async def serve_websocket(ws: WebSocket, session: SignalingSession) -> None:
@@ -25,16 +23,13 @@ async def serve_websocket(ws: WebSocket, session: SignalingSession) -> None:
 
 async def serve_session(sock: FrameSocket, session: SignalingSession, raw_token: str) -> None:
     await sock.accept()
-    writer = asyncio.create_task(_write_loop(sock, session.outbox))
+    writer = asyncio.create_task(write_outbox(sock, session.outbox))
     try:
         if session.open(raw_token):
             await _read_loop(sock, session)
     finally:
         session.finish()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer, timeout=5)
-        if not writer.done():
-            writer.cancel()
+        await stop_writer(writer)
 
 
 async def _read_loop(sock: FrameSocket, session: SignalingSession) -> None:
@@ -51,21 +46,6 @@ async def _read_loop(sock: FrameSocket, session: SignalingSession) -> None:
             session.handle_binary()
             continue
         session.handle_text(frame)
-
-
-async def _write_loop(sock: FrameSocket, outbox: Outbox) -> None:
-    try:
-        while True:
-            await outbox.wakeup.wait()
-            outbox.wakeup.clear()
-            while outbox.items:
-                await sock.send(outbox.pop())
-            if outbox.close_with is not None:
-                code, reason = outbox.close_with
-                await sock.close(code, reason)
-                return
-    except ConnectionError:
-        outbox.close(CLOSE_NORMAL, "gone")
 
 
 __all__ = ["FrameSocket", "StarletteSocket", "serve_session", "serve_websocket"]
