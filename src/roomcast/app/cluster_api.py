@@ -89,28 +89,26 @@ class ClusterAdmin:
             room = unquote(path.split("/")[2])
             lookup = (lambda: self.routing.place(room)) if method == "POST" else (lambda: self.routing.owner(room))
             node = await self._node(lookup, send)
-            if node == "":
-                return
-            if node is not None and node != self.routing.node_id:
-                body = await _read_body(receive)
-                if body is None:
-                    await _respond(send, error(413, "body_too_large", f"request body over {MAX_BODY} bytes"))
-                    return
-                await self._forward(node, scope, body, send)
+            if node == "" or await self._to_owner(node, scope, receive, send):
                 return
         elif path.startswith("/api/rooms/"):
             room = path.split("/")[3]
             node = await self._node(lambda: self.routing.owner(room), send)
-            if node == "":
-                return
-            if node is not None and node != self.routing.node_id:
-                body = await _read_body(receive)
-                if body is None:
-                    await _respond(send, error(413, "body_too_large", f"request body over {MAX_BODY} bytes"))
-                    return
-                await self._forward(node, scope, body, send)
+            if node == "" or await self._to_owner(node, scope, receive, send):
                 return
         await self.app(scope, receive, send)
+
+    async def _to_owner(self, node: str | None, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Forward the request, body and all, when ``node`` is another node; True when it was answered
+        (forwarded, or refused for an oversized body), False when this node serves it."""
+        if node is None or node == self.routing.node_id:
+            return False
+        body = await _read_body(receive)
+        if body is None:
+            await _respond(send, error(413, "body_too_large", f"request body over {MAX_BODY} bytes"))
+            return True
+        await self._forward(node, scope, body, send)
+        return True
 
     async def _node(self, lookup: Any, send: Send) -> str | None:
         """The answer of ``lookup()``; on a routing failure a 503 is sent and "" returned."""
